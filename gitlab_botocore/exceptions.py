@@ -1,0 +1,74 @@
+"""Every error gitlab-botocore raises.
+
+All of them derive from :class:`GitLabOIDCError`, itself a
+:class:`botocore.exceptions.BotoCoreError`, so ``except BotoCoreError`` handlers
+written for botocore keep catching them. Messages name the setting at fault and
+what to change; they never contain the ID token or any credential.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import BotoCoreError
+
+TROUBLESHOOTING_URL = "https://gitlab.com/gitlab-botocore/gitlab-botocore#troubleshooting"
+
+
+class GitLabOIDCError(BotoCoreError):  # type: ignore[misc]
+    """Base class of every gitlab-botocore error."""
+
+    fmt = "{message}"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        # botocore rebuilds exceptions from their keyword arguments when pickling.
+        super().__init__(message=message, **details)
+        self.message = message
+
+
+class ConfigurationError(GitLabOIDCError):
+    """A setting has an invalid value; ``setting`` names the variable or option."""
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message, setting=setting)
+        self.setting = setting
+
+
+class TokenError(GitLabOIDCError):
+    """The GitLab ID token is missing, ambiguous, malformed or expired.
+
+    ``variable`` names the environment variable that held (or should hold) it.
+    """
+
+    def __init__(self, message: str, variable: str | None = None) -> None:
+        super().__init__(message, variable=variable)
+        self.variable = variable
+
+
+class TokenNotFoundError(TokenError):
+    """No ID token where one was looked for."""
+
+
+class AmbiguousTokenError(TokenError):
+    """Several variables hold different GitLab ID tokens and none was chosen."""
+
+
+class TokenExpiredError(TokenError):
+    """The ID token expired; GitLab cannot issue a new one inside the same job."""
+
+
+class STSError(GitLabOIDCError):
+    """AWS STS refused ``AssumeRoleWithWebIdentity`` or could not be reached.
+
+    ``code`` is the STS error code (``"AccessDenied"``, ``"InvalidIdentityToken"``...)
+    or ``None`` for a connection failure; ``role_arn`` is the role that was asked for.
+    """
+
+    def __init__(self, message: str, code: str | None = None, role_arn: str | None = None) -> None:
+        super().__init__(message, code=code, role_arn=role_arn)
+        self.code = code
+        self.role_arn = role_arn
+
+
+class LegacyTokenWarning(FutureWarning):
+    """The job uses the deprecated ``CI_JOB_JWT_V2`` instead of ``id_tokens:``."""

@@ -1,0 +1,248 @@
+"""The GitLab ID token: a value object, and the sources that produce it.
+
+Claims are decoded with PyJWT *without* checking the signature: AWS STS verifies
+the token against the issuer's keys; we only read it to choose a session name,
+fail early on an expired token and explain errors.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+
+from .exceptions import (
+    AmbiguousTokenError,
+    LegacyTokenWarning,
+    TokenError,
+    TokenExpiredError,
+    TokenNotFoundError,
+)
+from .settings import EnvVar
+
+logger = logging.getLogger(__name__)
+
+JOB_TIMEOUT_HINT = (
+    "A GitLab ID token lives until the job's timeout and cannot be re-minted inside the job: "
+    "raise the job's timeout or split the work into shorter jobs."
+)
+_UNVERIFIED: Any = {
+    "verify_signature": False,
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_aud": False,
+    "verify_iss": False,
+}
+
+
+class IdToken:
+    """A GitLab ID token and its (unverified) claims. ``repr`` never shows the token."""
+
+    __slots__ = ("_claims", "_raw", "variable")
+
+    def __init__(self, raw: str, claims: Mapping[str, Any], variable: str | None = None):
+        self._raw = raw
+        self._claims = dict(claims)
+        self.variable = variable
+        """The environment variable it was read from, if any."""
+
+    @classmethod
+    def parse(cls, raw: str, variable: str | None = None) -> IdToken:
+        """Decode ``raw``; raise :class:`TokenError` naming ``variable`` if it is no JWT."""
+        where = variable or "The ID token"
+        raw = raw.strip()
+        try:
+            claims = jwt.decode(raw, options=_UNVERIFIED)
+        except jwt.PyJWTError as error:
+            # PyJWT's reasons are fixed phrases; anything after a colon may quote the input.
+            reason = str(error).split(":", 1)[0] or type(error).__name__
+            raise TokenError(
+                f"{where} does not hold a JSON Web Token ({reason}). It should be the value "
+                "GitLab sets for a name declared under 'id_tokens:' in .gitlab-ci.yml, "
+                "passed through unchanged.",
+                variable=variable,
+            ) from None
+        exp = claims.get("exp")
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+            raise TokenError(
+                f"{where} has no numeric 'exp' claim, so it is not a GitLab ID token. Declare "
+                "the token under 'id_tokens:' in .gitlab-ci.yml.",
+                variable=variable,
+            )
+        return cls(raw, claims, variable)
+
+    @property
+    def raw(self) -> str:
+        """The encoded token. Secret: never log it."""
+        return self._raw
+
+    @property
+    def claims(self) -> Mapping[str, Any]:
+        return self._claims
+
+    def _text(self, name: str) -> str | None:
+        value = self._claims.get(name)
+        return None if value is None else str(value)
+
+    @property
+    def issuer(self) -> str | None:
+        return self._text("iss")
+
+    @property
+    def subject(self) -> str | None:
+        return self._text("sub")
+
+    @property
+    def audience(self) -> tuple[str, ...]:
+        aud = self._claims.get("aud")
+        if aud is None:
+            return ()
+        return tuple(str(a) for a in aud) if isinstance(aud, list) else (str(aud),)
+
+    @property
+    def expires_at(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self._claims["exp"], tz=datetime.timezone.utc)
+
+    @property
+    def project_id(self) -> str | None:
+        return self._text("project_id")
+
+    @property
+    def pipeline_id(self) -> str | None:
+        return self._text("pipeline_id")
+
+    @property
+    def job_id(self) -> str | None:
+        return self._text("job_id")
+
+    def seconds_left(self, now: datetime.datetime | None = None) -> float:
+        now = now or datetime.datetime.now(datetime.timezone.utc)
+        return (self.expires_at - now).total_seconds()
+
+    def ensure_not_expired(self, now: datetime.datetime | None = None) -> None:
+        """Raise :class:`TokenExpiredError` (saying when and why) if the token has expired."""
+        left = self.seconds_left(now)
+        if left > 0:
+            return
+        raise TokenExpiredError(
+            f"The GitLab ID token in {self.variable or 'use'} expired at "
+            f"{self.expires_at:%Y-%m-%d %H:%M:%S} UTC, {_duration(-left)} ago. " + JOB_TIMEOUT_HINT,
+            variable=self.variable,
+        )
+
+    def describe(self) -> str:
+        """The claims a person needs to debug a trust policy (none of them secret)."""
+        return (
+            f"iss={self.issuer!r}, aud={', '.join(self.audience) or None!r}, "
+            f"sub={self.subject!r}, expires {self.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+
+    def __repr__(self) -> str:
+        return f"IdToken(variable={self.variable!r}, {self.describe()})"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+class TokenSource(abc.ABC):
+    """Produces the current GitLab ID token. Everything downstream only sees :class:`IdToken`.
+
+    Sources are asked again on every refresh, so they must read the token fresh.
+    """
+
+    @abc.abstractmethod
+    def get_token(self) -> IdToken:
+        """Return the token; raise :class:`TokenNotFoundError` if there is none."""
+
+
+class EnvironmentTokenSource(TokenSource):
+    """Reads the token from the environment.
+
+    With ``variable`` set, only that variable is read. Otherwise, in order:
+    ``AWS_ID_TOKEN``, ``GITLAB_OIDC_TOKEN``, any variable holding a JWT issued by
+    ``CI_SERVER_URL`` (custom ``id_tokens`` names), then the deprecated ``CI_JOB_JWT_V2``.
+    """
+
+    WELL_KNOWN = (EnvVar.AWS_ID_TOKEN, EnvVar.GITLAB_OIDC_TOKEN)
+    LEGACY = (EnvVar.LEGACY_JOB_JWT, EnvVar.LEGACY_JOB_JWT_V1)
+
+    def __init__(
+        self,
+        variable: str | None = None,
+        ci_server_url: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.variable = variable
+        self.ci_server_url = ci_server_url.rstrip("/") if ci_server_url else None
+        self._environ = os.environ if environ is None else environ
+
+    def get_token(self) -> IdToken:
+        environ = self._environ
+        if self.variable:
+            if not environ.get(self.variable, "").strip():
+                raise TokenNotFoundError(
+                    f"{self.variable} is empty or not set, but the configuration names it as "
+                    "the variable holding the GitLab ID token. Declare it under 'id_tokens:' "
+                    "in the job's .gitlab-ci.yml.",
+                    variable=self.variable,
+                )
+            return IdToken.parse(environ[self.variable], self.variable)
+        for name in self.WELL_KNOWN:
+            if environ.get(name, "").strip():
+                return IdToken.parse(environ[name], name)
+        issued_here = self._tokens_from_this_instance()
+        if issued_here:
+            return issued_here
+        legacy = EnvVar.LEGACY_JOB_JWT
+        if environ.get(legacy, "").strip():
+            warnings.warn(
+                f"Using the deprecated {legacy} (removed in GitLab 17.0). Declare an ID token "
+                "under 'id_tokens:' in .gitlab-ci.yml instead.",
+                LegacyTokenWarning,
+                stacklevel=2,
+            )
+            return IdToken.parse(environ[legacy], legacy)
+        raise TokenNotFoundError(
+            "No GitLab ID token found: looked for "
+            f"{', '.join(self.WELL_KNOWN)}, a JWT issued by {EnvVar.CI_SERVER_URL} "
+            f"({self.ci_server_url or 'not set'}) and {legacy}. Declare one under 'id_tokens:' "
+            f"in .gitlab-ci.yml, or name its variable in {EnvVar.TOKEN_VARIABLE}."
+        )
+
+    def _tokens_from_this_instance(self) -> IdToken | None:
+        """The token in a custom-named variable, recognised by its issuer."""
+        if not self.ci_server_url:
+            return None
+        found: dict[str, IdToken] = {}
+        for name, value in self._environ.items():
+            if name in self.LEGACY or not value.startswith("eyJ") or value.count(".") != 2:
+                continue
+            try:
+                token = IdToken.parse(value, name)
+            except TokenError:
+                continue
+            if (token.issuer or "").rstrip("/") == self.ci_server_url:
+                found[name] = token
+        if len({token.raw for token in found.values()}) > 1:
+            raise AmbiguousTokenError(
+                f"Several variables hold different GitLab ID tokens: {', '.join(sorted(found))}. "
+                f"Set {EnvVar.TOKEN_VARIABLE} to the one meant for AWS.",
+                variable=EnvVar.TOKEN_VARIABLE,
+            )
+        if not found:
+            return None
+        name = min(found)
+        logger.debug("Using the GitLab ID token in %s (issued by %s).", name, self.ci_server_url)
+        return found[name]

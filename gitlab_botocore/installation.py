@@ -1,0 +1,135 @@
+"""Putting the provider into botocore sessions: for all of them, or for one.
+
+botocore calls initializers at the end of ``Session.__init__``, before boto3 sets
+the profile and without any error handling. So the initializer only swaps the
+lazily built ``credential_provider`` component for one that, when first needed,
+builds botocore's own resolver and inserts our provider; any failure is logged
+and leaves the session as botocore made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import botocore
+import botocore.credentials
+
+logger = logging.getLogger(__name__)
+
+# Ours goes before this provider, and so before every provider after it: shared
+# credentials and config files, container and instance metadata.
+INSERT_BEFORE = "assume-role-with-web-identity"
+
+_lock = threading.Lock()
+_installed = False
+
+
+def install() -> None:
+    """Give every botocore session created from now on the GitLab OIDC provider.
+
+    Idempotent. ``import gitlab_botocore`` calls it unless ``GITLAB_BOTOCORE_DISABLE=1``.
+    """
+    global _installed
+    with _lock:
+        if not _installed:
+            botocore.register_initializer(_initialize_session)
+            _installed = True
+
+
+def uninstall() -> None:
+    """Stop adding the provider to new sessions and forget shared credentials.
+
+    Sessions created before keep the provider they have.
+    """
+    global _installed
+    with _lock:
+        if _installed:
+            botocore.unregister_initializer(_initialize_session)
+            _installed = False
+    from .provider import shared_credentials
+
+    shared_credentials.clear()
+
+
+def is_installed() -> bool:
+    """Whether new botocore sessions get the provider."""
+    return _installed
+
+
+def register(
+    session: Any,
+    *,
+    role_arn: str | None = None,
+    token_variable: str | None = None,
+    role_session_name: str | None = None,
+    duration_seconds: int | None = None,
+    policy: str | None = None,
+    policy_arns: list[str] | None = None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+) -> None:
+    """Add the provider to one session (botocore or boto3), with overrides that win over
+    the environment and the config file.
+
+    Call it before the session's credentials are first used. Invalid overrides raise
+    :class:`~gitlab_botocore.ConfigurationError` when credentials are resolved.
+    """
+    botocore_session = getattr(session, "_session", session)  # boto3.Session wraps one
+    overrides = {
+        "role_arn": role_arn,
+        "token_variable": token_variable,
+        "role_session_name": role_session_name,
+        "duration_seconds": duration_seconds,
+        "policy": policy,
+        "policy_arns": policy_arns,
+        "region": region,
+        "endpoint_url": endpoint_url,
+    }
+    _wrap_credential_provider(
+        botocore_session, {k: v for k, v in overrides.items() if v is not None}
+    )
+
+
+def _initialize_session(session: Any) -> None:
+    if type(session).__module__.startswith("aiobotocore"):
+        # aiobotocore awaits provider.load(); a synchronous provider would break it.
+        return
+    try:
+        _wrap_credential_provider(session, {})
+    except Exception:  # botocore would let this break every session
+        logger.warning("gitlab-botocore could not install its provider.", exc_info=True)
+
+
+def _wrap_credential_provider(session: Any, overrides: dict[str, Any]) -> None:
+    build_default = getattr(session, "_create_credential_resolver", None)
+
+    def build_resolver() -> Any:
+        resolver = (
+            build_default()
+            if build_default is not None
+            else botocore.credentials.create_credential_resolver(session)
+        )
+        try:
+            from .provider import GitLabOIDCProvider
+
+            _insert(resolver, GitLabOIDCProvider(session, overrides))
+        except Exception:
+            logger.warning("gitlab-botocore could not add its provider.", exc_info=True)
+        return resolver
+
+    session.lazy_register_component("credential_provider", build_resolver)
+
+
+def _insert(resolver: Any, provider: Any) -> None:
+    methods = [p.METHOD for p in resolver.providers]
+    if provider.METHOD in methods:
+        resolver.remove(provider.METHOD)
+        methods.remove(provider.METHOD)
+    if INSERT_BEFORE in methods:
+        resolver.insert_before(INSERT_BEFORE, provider)
+    elif "env" in methods:
+        resolver.insert_after("env", provider)
+    else:
+        resolver.providers.insert(0, provider)

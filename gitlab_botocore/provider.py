@@ -1,0 +1,84 @@
+"""The link in botocore's credential provider chain.
+
+The provider decides *whether* it applies to a session; the STS exchange knows
+*how* to get credentials; the refreshing credentials decide *when*.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.credentials import CredentialProvider
+
+from .credentials import RefreshingCredentials, SharedCredentials
+from .exceptions import TokenNotFoundError
+from .exchange import IssuedCredentials, STSExchange
+from .id_token import EnvironmentTokenSource, TokenSource
+from .settings import METHOD, settings_for_session
+
+logger = logging.getLogger(__name__)
+
+shared_credentials = SharedCredentials()
+"""Every session and thread asking for the same role and token gets the same credentials."""
+
+
+class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
+    """Assumes an IAM role with the GitLab CI job's ID token.
+
+    ``load()`` returns ``None`` when no role or no token is configured, so the chain
+    moves on (a job's ID token may be meant for Vault, not AWS); it raises a
+    :class:`~gitlab_botocore.GitLabOIDCError` when the configuration is broken.
+    No STS call happens until the credentials are first used.
+    """
+
+    METHOD = METHOD
+    CANONICAL_NAME = "custom-gitlab-oidc"
+
+    def __init__(
+        self,
+        session: Any,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self._session = session
+        self._overrides = dict(overrides or {})
+        self._environ = os.environ if environ is None else environ
+
+    def load(self) -> RefreshingCredentials | None:
+        settings = settings_for_session(self._session, self._overrides, self._environ)
+        if settings is None:
+            return None
+        source = EnvironmentTokenSource(
+            settings.token_variable, settings.ci_server_url, self._environ
+        )
+        try:
+            token = source.get_token()
+        except TokenNotFoundError:
+            if settings.token_variable:
+                raise  # a variable was named explicitly: its absence is a mistake
+            logger.debug("Role %s configured but no GitLab ID token found.", settings.role_arn)
+            return None
+        token.ensure_not_expired()
+        exchange = STSExchange(settings, self._session.create_client)
+        # The token is part of the key (hashed): a different token is a different identity.
+        key = (settings, hashlib.sha256(token.raw.encode()).hexdigest())
+        return shared_credentials.get_or_create(
+            key,
+            lambda: RefreshingCredentials(
+                fetch=lambda: _fetch(source, exchange),
+                method=METHOD,
+                description=f"role={settings.role_arn}",
+            ),
+        )
+
+
+def _fetch(source: TokenSource, exchange: STSExchange) -> IssuedCredentials:
+    """Read the token afresh (it may have changed) and exchange it."""
+    token = source.get_token()
+    token.ensure_not_expired()
+    return exchange.assume_role(token)
