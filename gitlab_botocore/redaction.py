@@ -3,19 +3,22 @@
 At DEBUG, botocore logs request parameters and bodies (``botocore.endpoint``) and
 response bodies (``botocore.parsers``), which for our STS call contain the web
 identity token, the secret key and the session token. A filter on those loggers
-replaces every secret the library has seen with ``<redacted>``. Filters only run
+blanks the values of those fields wherever they appear (XML, form or dict form),
+and any other occurrence of a secret the library has handled. Filters only run
 for records that pass the level check, so this costs nothing unless DEBUG is on.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterable
 
 REDACTED = "<redacted>"
-# Loggers whose records can carry request or response bodies.
+# Loggers whose records can carry request or response bodies, or signed headers.
 _BODY_LOGGERS = (
+    "botocore.auth",
     "botocore.endpoint",
     "botocore.parsers",
     "botocore.hooks",
@@ -25,11 +28,18 @@ _BODY_LOGGERS = (
     "urllib3.connectionpool",
 )
 _MIN_SECRET_LENGTH = 8  # short strings would redact unrelated text
+_FIELDS = "SecretAccessKey|SessionToken|WebIdentityToken"
+_SECRET_FIELDS = (
+    (re.compile(rf"<({_FIELDS})>[^<]*</"), rf"<\1>{REDACTED}</"),  # XML bodies
+    (re.compile(rf"(['\"]({_FIELDS})['\"]:\s*['\"])[^'\"]*"), rf"\1{REDACTED}"),  # dict reprs
+    (re.compile(rf"\b({_FIELDS})=[^&'\"\s]*"), rf"\1={REDACTED}"),  # form bodies
+    (re.compile(r"(x-amz-security-token[:=])[^&'\"\s]*", re.I), rf"\1{REDACTED}"),  # signing
+)
 
 
 class _SecretFilter(logging.Filter):
     def __init__(self) -> None:
-        super().__init__("gitlab_botocore")
+        super().__init__()
         self._secrets: set[str] = set()
         self._lock = threading.Lock()
 
@@ -38,23 +48,27 @@ class _SecretFilter(logging.Filter):
             self._secrets.update(v for v in values if v and len(v) >= _MIN_SECRET_LENGTH)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        secrets = self._secrets
-        if not secrets:
-            return True
         try:
-            message = record.getMessage()
-        except Exception:
+            original = message = record.getMessage()
+        except Exception:  # a broken record is logging's problem, not ours
             return True
-        found = [secret for secret in tuple(secrets) if secret in message]
-        for secret in found:
-            message = message.replace(secret, REDACTED)
-        if found:
+        for pattern, replacement in _SECRET_FIELDS:
+            message = pattern.sub(replacement, message)
+        for secret in tuple(self._secrets):
+            if secret in message:
+                message = message.replace(secret, REDACTED)
+        if message != original:
             record.msg, record.args = message, ()
         return True
 
 
 _filter = _SecretFilter()
-for _name in _BODY_LOGGERS:
+# Filters apply only to the logger they are attached to, not to its children: cover the
+# known loggers plus every botocore and urllib3 logger that exists by now.
+for _name in {
+    *_BODY_LOGGERS,
+    *(n for n in logging.root.manager.loggerDict if n.startswith(("botocore.", "urllib3."))),
+}:
     logging.getLogger(_name).addFilter(_filter)
 
 

@@ -1,0 +1,904 @@
+"""A local STS that verifies web identity tokens like AWS does, backed by a moto server.
+
+moto's own STS accepts any token and ignores trust policies. :class:`VerifyingSTS` sits in
+front of moto: it checks ``AssumeRoleWithWebIdentity`` requests against the OIDC providers
+and roles stored in moto's IAM, answers failures in STS's XML error format, and forwards
+everything else (and every request it accepts) to moto unchanged. :class:`FakeAWS` starts
+both servers together.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import http.client
+import json
+import logging
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, ClassVar, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+from xml.sax.saxutils import escape
+
+import jwt
+
+__all__ = [
+    "ACCESS_DENIED",
+    "DROPPED_CONNECTION",
+    "IDP_COMMUNICATION_ERROR",
+    "INTERNAL_FAILURE",
+    "MSG_VERIFICATION_KEY",
+    "SERVICE_UNAVAILABLE",
+    "THROTTLING",
+    "VERIFICATION_KEY_UNAVAILABLE",
+    "AssumeRoleCall",
+    "FakeAWS",
+    "Fault",
+    "STSError",
+    "VerifyingSTS",
+    "condition_holds",
+    "error_body",
+    "trust_policy_allows",
+    "trust_policy_for",
+]
+
+logger = logging.getLogger(__name__)
+
+ACTION = "AssumeRoleWithWebIdentity"
+STS_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
+DUMMY_ACCESS_KEY = "testing"
+DUMMY_SECRET_KEY = "testing"  # noqa: S105 - moto accepts any key; this one is public
+REGION = "us-east-1"
+
+MSG_NO_PROVIDER = "No OpenIDConnect provider found in your account for {}"
+# The double space is in AWS's own message.
+MSG_VERIFICATION_KEY = (
+    "Couldn't retrieve verification key from your identity provider,  please reference "
+    "AssumeRoleWithWebIdentity documentation for requirements"
+)
+MSG_NOT_AUTHORIZED = "Not authorized to perform sts:AssumeRoleWithWebIdentity"
+MSG_BAD_SIGNATURE = "Signature verification failed"
+MSG_NOT_A_JWT = (
+    "The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)"
+)
+MSG_AUDIENCE = "Incorrect token audience"
+MSG_MAX_SESSION = "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
+
+_SUPPORTED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"})
+_SESSION_NAME = re.compile(r"[\w+=,.@-]*", re.ASCII)
+_ERROR_CODE = re.compile(rb"<Code>([^<]*)</Code>")
+_DEFAULT_MAX_SESSION = 3600
+_HOP_BY_HOP = frozenset(
+    {"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection"}
+)
+
+
+# -- errors and faults -------------------------------------------------------------------
+
+
+class STSError(Exception):
+    """An STS error answer: code, message and HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """One scripted misbehaviour for the next ``AssumeRoleWithWebIdentity`` request.
+
+    ``delay`` is slept first. Then ``drop`` closes the connection without an answer, a
+    non-empty ``code`` is answered as an STS error, and otherwise the request proceeds.
+    """
+
+    code: str | None
+    message: str = "Injected fault"
+    status: int = 400
+    delay: float = 0.0
+    drop: bool = False
+
+    @classmethod
+    def latency(cls, seconds: float) -> Fault:
+        """Only slow the request down."""
+        return cls(code=None, delay=seconds)
+
+    @classmethod
+    def throttling(cls) -> Fault:
+        return cls("Throttling", "Rate exceeded", 400)
+
+    @classmethod
+    def idp_communication_error(cls) -> Fault:
+        return cls(
+            "IDPCommunicationError",
+            "The request could not be fulfilled because the identity provider is not reachable.",
+            400,
+        )
+
+    @classmethod
+    def verification_key_unavailable(cls) -> Fault:
+        return cls("InvalidIdentityToken", MSG_VERIFICATION_KEY, 400)
+
+    @classmethod
+    def access_denied(cls) -> Fault:
+        return cls("AccessDenied", MSG_NOT_AUTHORIZED, 403)
+
+    @classmethod
+    def internal_failure(cls) -> Fault:
+        return cls("InternalFailure", "An internal error occurred.", 500)
+
+    @classmethod
+    def service_unavailable(cls) -> Fault:
+        return cls("ServiceUnavailable", "Service is unavailable.", 503)
+
+    @classmethod
+    def dropped_connection(cls) -> Fault:
+        return cls(code=None, drop=True)
+
+
+THROTTLING = Fault.throttling()
+IDP_COMMUNICATION_ERROR = Fault.idp_communication_error()
+VERIFICATION_KEY_UNAVAILABLE = Fault.verification_key_unavailable()
+ACCESS_DENIED = Fault.access_denied()
+INTERNAL_FAILURE = Fault.internal_failure()
+SERVICE_UNAVAILABLE = Fault.service_unavailable()
+DROPPED_CONNECTION = Fault.dropped_connection()
+
+
+@dataclasses.dataclass(frozen=True)
+class AssumeRoleCall:
+    """What one ``AssumeRoleWithWebIdentity`` request asked for, and how it ended.
+
+    ``claims`` come from an unverified decode; the token itself is not kept. ``outcome`` is
+    ``"ok"``, an error code, or ``"dropped"``.
+    """
+
+    role_arn: str
+    session_name: str
+    duration_seconds: int | None
+    claims: Mapping[str, object]
+    outcome: str
+
+
+def error_body(code: str, message: str, status: int, request_id: str) -> bytes:
+    """Render an STS ``ErrorResponse`` document."""
+    kind = "Receiver" if status >= 500 else "Sender"
+    return (
+        f'<ErrorResponse xmlns="{STS_NAMESPACE}">'
+        f"<Error><Type>{kind}</Type><Code>{escape(code)}</Code>"
+        f"<Message>{escape(message)}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    ).encode()
+
+
+# -- trust policy evaluation -------------------------------------------------------------
+
+
+def _wildcard(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
+    """Compile an IAM ``*``/``?`` pattern; nothing else is special."""
+    parts = [".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern]
+    return re.compile("".join(parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+
+
+def _as_list(value: object) -> list[object]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _as_string(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _value_matches(base: str, actual: str, expected: str) -> bool:
+    if base == "StringEquals":
+        return actual == expected
+    if base == "StringEqualsIgnoreCase":
+        return actual.lower() == expected.lower()
+    if base == "StringLike":
+        return _wildcard(expected).fullmatch(actual) is not None
+    raise ValueError(base)
+
+
+_POSITIVE = {
+    "StringEquals": "StringEquals",
+    "StringNotEquals": "StringEquals",
+    "StringEqualsIgnoreCase": "StringEqualsIgnoreCase",
+    "StringNotEqualsIgnoreCase": "StringEqualsIgnoreCase",
+    "StringLike": "StringLike",
+    "StringNotLike": "StringLike",
+}
+
+
+def condition_holds(operator: str, expected: object, values: list[str] | None) -> bool:
+    """Evaluate one IAM condition operator for one key; ``values`` is ``None`` when absent."""
+    qualifier = ""
+    for prefix in ("ForAnyValue:", "ForAllValues:"):
+        if operator.startswith(prefix):
+            qualifier, operator = prefix, operator[len(prefix) :]
+    if_exists = operator.endswith("IfExists")
+    if if_exists:
+        operator = operator[: -len("IfExists")]
+    wanted = [_as_string(item) for item in _as_list(expected)]
+
+    if operator == "Null":
+        return any((w.lower() == "true") == (values is None) for w in wanted)
+    base = _POSITIVE.get(operator)
+    if base is None:
+        logger.warning("Unsupported condition operator %r treated as not satisfied", operator)
+        return False
+    negated = base != operator
+    if values is None:
+        # IAM: an absent key fails a positive test but satisfies a negated or for-all one.
+        return if_exists or negated or qualifier == "ForAllValues:"
+
+    def hit(actual: str) -> bool:
+        return any(_value_matches(base, actual, w) for w in wanted)
+
+    if qualifier == "ForAllValues:":
+        return all(hit(v) != negated for v in values)
+    if qualifier == "ForAnyValue:":
+        return any(hit(v) != negated for v in values)
+    return any(hit(v) for v in values) != negated
+
+
+def _action_matches(actions: object) -> bool:
+    target = f"sts:{ACTION}"
+    return any(
+        isinstance(a, str) and _wildcard(a, ignore_case=True).fullmatch(target) is not None
+        for a in _as_list(actions)
+    )
+
+
+def _principal_matches(principal: object, provider_arn: str) -> bool:
+    if not isinstance(principal, Mapping):
+        return False
+    return provider_arn in _as_list(principal.get("Federated"))
+
+
+def _conditions_hold(conditions: object, context: Mapping[str, list[str]]) -> bool:
+    if conditions is None:
+        return True
+    if not isinstance(conditions, Mapping):
+        return False
+    for operator, tests in conditions.items():
+        if not isinstance(tests, Mapping):
+            return False
+        for key, expected in tests.items():
+            if not condition_holds(str(operator), expected, context.get(str(key).lower())):
+                return False
+    return True
+
+
+def trust_policy_allows(
+    policy: Mapping[str, Any], provider_arn: str, context: Mapping[str, list[str]]
+) -> bool:
+    """Whether ``policy`` lets this provider's token assume the role.
+
+    ``context`` maps lower-cased condition keys to their values. A matching Deny wins.
+    """
+    allowed = False
+    for statement in _as_list(policy.get("Statement", [])):
+        if not isinstance(statement, Mapping):
+            continue
+        if not (
+            _action_matches(statement.get("Action"))
+            and _principal_matches(statement.get("Principal"), provider_arn)
+            and _conditions_hold(statement.get("Condition"), context)
+        ):
+            continue
+        effect = statement.get("Effect")
+        if effect == "Deny":
+            return False
+        allowed = allowed or effect == "Allow"
+    return allowed
+
+
+def trust_policy_for(
+    provider_arn: str,
+    provider_url: str | None = None,
+    *,
+    sub: str | list[str],
+    aud: str | list[str] | None = None,
+    like: bool = False,
+) -> dict[str, Any]:
+    """Build the usual GitLab trust policy: this provider, this ``aud``, subjects matching ``sub``.
+
+    ``like`` compares ``sub`` with ``StringLike`` (wildcards) instead of ``StringEquals``;
+    ``aud=None`` leaves the audience unconditioned.
+    """
+    url = provider_url if provider_url is not None else provider_arn.split(":oidc-provider/", 1)[1]
+    equals: dict[str, object] = {}
+    conditions: dict[str, object] = {"StringEquals": equals}
+    if aud is not None:
+        equals[f"{url}:aud"] = aud
+    if like:
+        conditions["StringLike"] = {f"{url}:sub": sub}
+    else:
+        equals[f"{url}:sub"] = sub
+    if not equals:
+        del conditions["StringEquals"]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": provider_arn},
+                "Action": f"sts:{ACTION}",
+                "Condition": conditions,
+            }
+        ],
+    }
+
+
+# -- request validation ------------------------------------------------------------------
+
+
+def _validation_problems(params: Mapping[str, str]) -> list[str]:
+    problems: list[str] = []
+
+    def bad(name: str, shown: str, constraint: str) -> None:
+        problems.append(f"Value {shown} at '{name}' failed to satisfy constraint: {constraint}")
+
+    def length(name: str, value: str | None, low: int, high: int, *, secret: bool = False) -> None:
+        shown = "null" if value is None else "'***'" if secret else f"'{value}'"
+        if value is None:
+            bad(name, shown, "Member must not be null")
+        elif len(value) < low:
+            bad(name, shown, f"Member must have length greater than or equal to {low}")
+        elif len(value) > high:
+            bad(name, shown, f"Member must have length less than or equal to {high}")
+
+    length("roleArn", params.get("RoleArn"), 20, 2048)
+    session_name = params.get("RoleSessionName")
+    length("roleSessionName", session_name, 2, 64)
+    if session_name is not None and not _SESSION_NAME.fullmatch(session_name):
+        bad(
+            "roleSessionName",
+            f"'{session_name}'",
+            r"Member must satisfy regular expression pattern: [\w+=,.@-]*",
+        )
+    length("webIdentityToken", params.get("WebIdentityToken"), 4, 20000, secret=True)
+    policy = params.get("Policy")
+    if policy is not None:
+        length("policy", policy, 1, 2048, secret=True)
+    duration = params.get("DurationSeconds")
+    if duration is not None:
+        try:
+            seconds = int(duration)
+        except ValueError:
+            bad("durationSeconds", f"'{duration}'", "Member must be an integer")
+        else:
+            if seconds < 900:
+                bad(
+                    "durationSeconds",
+                    f"'{duration}'",
+                    "Member must have value greater than or equal to 900",
+                )
+            elif seconds > 43200:
+                bad(
+                    "durationSeconds",
+                    f"'{duration}'",
+                    "Member must have value less than or equal to 43200",
+                )
+    return problems
+
+
+# -- the server --------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, sts: VerifyingSTS) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.sts = sts
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_POST(self) -> None:
+        self.server.sts._handle(self)
+
+    def do_GET(self) -> None:
+        self.server.sts._handle(self)
+
+    def send_bytes(
+        self, status: int, body: bytes, content_type: str, request_id: str | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if request_id:
+            self.send_header("x-amzn-RequestId", request_id)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output clean; VerifyingSTS.calls records the interesting traffic."""
+
+
+class VerifyingSTS:
+    """An STS endpoint on 127.0.0.1 that verifies web identity tokens and delegates to moto.
+
+    ``moto_url`` is a running moto server; its IAM holds the OIDC providers and roles.
+    Use as a context manager or call ``start()``/``stop()``.
+    """
+
+    def __init__(self, moto_url: str, *, fetch_timeout: float = 5.0) -> None:
+        import boto3
+
+        self.moto_url = moto_url.rstrip("/")
+        self.fetch_timeout = fetch_timeout
+        # Explicit keys keep every credential chain (ours included) out of the picture.
+        self._iam: Any = boto3.session.Session(
+            aws_access_key_id=DUMMY_ACCESS_KEY,
+            aws_secret_access_key=DUMMY_SECRET_KEY,
+            region_name=REGION,
+        ).client("iam", endpoint_url=self.moto_url, region_name=REGION)
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._lock = threading.Lock()
+        self._faults: collections.deque[Fault] = collections.deque()
+        self._latency = 0.0
+        self._calls: list[AssumeRoleCall] = []
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> VerifyingSTS:
+        """Bind a free port and serve from a daemon thread."""
+        if self._server is not None:
+            raise RuntimeError("VerifyingSTS is already running")
+        server = _Server(self)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.01},
+            name="VerifyingSTS",
+            daemon=True,
+        )
+        thread.start()
+        self._server, self._thread = server, thread
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; calling it again does nothing."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join()
+
+    def __enter__(self) -> VerifyingSTS:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL to give STS clients."""
+        if self._server is None:
+            raise RuntimeError("VerifyingSTS is not running; call start() first")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    # -- observation and faults ------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[AssumeRoleCall]:
+        """A snapshot of the ``AssumeRoleWithWebIdentity`` requests answered so far."""
+        with self._lock:
+            return list(self._calls)
+
+    @property
+    def assume_role_calls(self) -> int:
+        with self._lock:
+            return len(self._calls)
+
+    def inject(self, *faults: Fault) -> None:
+        """Queue faults; each ``AssumeRoleWithWebIdentity`` request consumes one."""
+        with self._lock:
+            self._faults.extend(faults)
+
+    def set_latency(self, seconds: float) -> None:
+        """Delay every ``AssumeRoleWithWebIdentity`` answer by ``seconds``."""
+        if seconds < 0:
+            raise ValueError("latency must not be negative")
+        with self._lock:
+            self._latency = seconds
+
+    def reset(self) -> None:
+        """Forget recorded calls, pending faults and latency."""
+        with self._lock:
+            self._calls.clear()
+            self._faults.clear()
+            self._latency = 0.0
+
+    # -- request handling ------------------------------------------------------------------
+
+    def _handle(self, handler: _Handler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        params = {
+            k: v[0]
+            for k, v in parse_qs(urlsplit(handler.path).query, keep_blank_values=True).items()
+        }
+        if body:
+            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+            params.update({k: v[0] for k, v in form.items()})
+        try:
+            if params.get("Action") == ACTION:
+                self._assume_role_with_web_identity(handler, body, params)
+            else:
+                self._forward(handler, body)
+        except Exception:
+            logger.exception("VerifyingSTS failed to handle a request")
+            request_id = str(uuid.uuid4())
+            payload = error_body("InternalFailure", "An internal error occurred.", 500, request_id)
+            try:
+                handler.send_bytes(500, payload, "text/xml", request_id)
+            except OSError:
+                handler.close_connection = True
+
+    def _assume_role_with_web_identity(
+        self, handler: _Handler, body: bytes, params: dict[str, str]
+    ) -> None:
+        with self._lock:
+            fault = self._faults.popleft() if self._faults else None
+            latency = self._latency
+        delay = latency + (fault.delay if fault else 0.0)
+        if delay > 0:
+            time.sleep(delay)
+
+        record = self._recorder(params)
+        if fault is not None and fault.drop:
+            record("dropped")
+            handler.close_connection = True
+            return
+        request_id = str(uuid.uuid4())
+        try:
+            if fault is not None and fault.code:
+                raise STSError(fault.code, fault.message, fault.status)
+            self._verify(params)
+        except STSError as error:
+            logger.debug("AssumeRoleWithWebIdentity refused: %s", error)
+            record(error.code)
+            payload = error_body(error.code, error.message, error.status, request_id)
+            handler.send_bytes(error.status, payload, "text/xml", request_id)
+            return
+        status, content_type, answer = self._relay(handler, body)
+        match = _ERROR_CODE.search(answer)
+        record("ok" if status == 200 else match.group(1).decode() if match else f"HTTP {status}")
+        handler.send_bytes(status, answer, content_type)
+
+    def _recorder(self, params: Mapping[str, str]) -> Callable[[str], None]:
+        duration = params.get("DurationSeconds")
+        try:
+            claims: dict[str, object] = jwt.decode(
+                params.get("WebIdentityToken", ""), options={"verify_signature": False}
+            )
+        except jwt.PyJWTError:
+            claims = {}
+
+        def record(outcome: str) -> None:
+            call = AssumeRoleCall(
+                role_arn=params.get("RoleArn", ""),
+                session_name=params.get("RoleSessionName", ""),
+                duration_seconds=int(duration) if duration and duration.isdigit() else None,
+                claims=claims,
+                outcome=outcome,
+            )
+            with self._lock:
+                self._calls.append(call)
+
+        return record
+
+    def _forward(self, handler: _Handler, body: bytes) -> None:
+        status, content_type, answer = self._relay(handler, body)
+        handler.send_bytes(status, answer, content_type)
+
+    def _relay(self, handler: _Handler, body: bytes) -> tuple[int, str, bytes]:
+        """Send the request on to moto as it came and return moto's answer."""
+        target = urlsplit(self.moto_url)
+        connection = http.client.HTTPConnection(
+            target.hostname or "127.0.0.1", target.port, timeout=30
+        )
+        headers = {
+            name: value
+            for name, value in handler.headers.items()
+            if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length"
+        }
+        try:
+            connection.request(handler.command, handler.path, body=body or None, headers=headers)
+            response = connection.getresponse()
+            answer = response.read()
+            content_type = response.getheader("Content-Type") or "text/xml"
+            return response.status, content_type, answer
+        finally:
+            connection.close()
+
+    # -- verification ----------------------------------------------------------------------
+
+    def _verify(self, params: Mapping[str, str]) -> None:
+        """Raise :class:`STSError` unless AWS would accept this request."""
+        problems = _validation_problems(params)
+        if problems:
+            count = len(problems)
+            noun = "error" if count == 1 else "errors"
+            raise STSError(
+                "ValidationError", f"{count} validation {noun} detected: " + "; ".join(problems)
+            )
+        token = params["WebIdentityToken"]
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise STSError("InvalidIdentityToken", MSG_NOT_A_JWT) from None
+
+        issuer = str(unverified.get("iss", ""))
+        provider_arn, provider_url, client_ids = self._find_provider(issuer)
+        claims = self._verified_claims(token, header, issuer)
+        self._check_lifetime(claims)
+        audiences = [_as_string(a) for a in _as_list(claims.get("aud", []))]
+        if not any(a in client_ids for a in audiences):
+            raise STSError("InvalidIdentityToken", MSG_AUDIENCE)
+
+        role = self._find_role(params["RoleArn"])
+        policy = role.get("AssumeRolePolicyDocument") or {}
+        if isinstance(policy, str):
+            policy = json.loads(unquote(policy))
+        context = {
+            f"{provider_url}:{name}".lower(): [_as_string(v) for v in _as_list(value)]
+            for name, value in claims.items()
+        }
+        if not trust_policy_allows(policy, provider_arn, context):
+            raise STSError("AccessDenied", MSG_NOT_AUTHORIZED, 403)
+        duration = params.get("DurationSeconds")
+        maximum = int(role.get("MaxSessionDuration") or _DEFAULT_MAX_SESSION)
+        if duration is not None and int(duration) > maximum:
+            raise STSError("ValidationError", MSG_MAX_SESSION)
+
+    def _find_provider(self, issuer: str) -> tuple[str, str, list[str]]:
+        """Return the ARN, URL and client IDs of the IAM OIDC provider for ``issuer``."""
+        parts = urlsplit(issuer)
+        wanted = (parts.netloc + parts.path if parts.netloc else issuer).rstrip("/")
+        listing = self._iam.list_open_id_connect_providers()
+        for entry in listing.get("OpenIDConnectProviderList", []):
+            arn = entry["Arn"]
+            provider = self._iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)
+            url = str(provider.get("Url", "")).rstrip("/")
+            if wanted and url == wanted:
+                return arn, url, list(provider.get("ClientIDList", []))
+        raise STSError("InvalidIdentityToken", MSG_NO_PROVIDER.format(issuer))
+
+    def _fetch_json(self, url: str) -> dict[str, Any]:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise STSError("InvalidIdentityToken", MSG_VERIFICATION_KEY)
+        try:
+            with self._opener.open(url, timeout=self.fetch_timeout) as response:
+                document = json.load(response)
+        except (OSError, ValueError, urllib.error.URLError) as error:
+            logger.debug("Fetching %s failed: %s", url, error)
+            raise STSError("InvalidIdentityToken", MSG_VERIFICATION_KEY) from None
+        if not isinstance(document, dict):
+            raise STSError("InvalidIdentityToken", MSG_VERIFICATION_KEY)
+        return cast("dict[str, Any]", document)
+
+    def _verified_claims(
+        self, token: str, header: Mapping[str, Any], issuer: str
+    ) -> dict[str, Any]:
+        algorithm = header.get("alg")
+        if algorithm not in _SUPPORTED_ALGORITHMS:
+            raise STSError("InvalidIdentityToken", MSG_BAD_SIGNATURE)
+        discovery = self._fetch_json(issuer.rstrip("/") + "/.well-known/openid-configuration")
+        jwks_uri = discovery.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise STSError("InvalidIdentityToken", MSG_VERIFICATION_KEY)
+        keys = [k for k in self._fetch_json(jwks_uri).get("keys", []) if isinstance(k, dict)]
+        kid = header.get("kid")
+        candidates = [k for k in keys if k.get("kid") == kid] if kid else keys[:1]
+        if not candidates or (not kid and len(keys) != 1):
+            raise STSError("InvalidIdentityToken", MSG_VERIFICATION_KEY)
+        try:
+            key = jwt.PyJWK(candidates[0], algorithm=str(algorithm)).key
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[str(algorithm)],
+                options={
+                    "verify_signature": True,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                    "verify_sub": False,
+                    "verify_jti": False,
+                },
+            )
+        except jwt.PyJWKError:
+            raise STSError("InvalidIdentityToken", MSG_VERIFICATION_KEY) from None
+        except jwt.PyJWTError:
+            raise STSError("InvalidIdentityToken", MSG_BAD_SIGNATURE) from None
+        return claims
+
+    @staticmethod
+    def _check_lifetime(claims: Mapping[str, Any]) -> None:
+        now = int(time.time())
+        try:
+            expires = int(claims["exp"])
+        except (KeyError, TypeError, ValueError):
+            raise STSError("InvalidIdentityToken", "Missing or invalid exp claim") from None
+        if now >= expires:
+            raise STSError(
+                "ExpiredTokenException",
+                f"Token expired: current date/time {now} must be before the expiration "
+                f"date/time {expires}",
+            )
+        not_before = claims.get("nbf")
+        if isinstance(not_before, (int, float)) and now < not_before:
+            raise STSError(
+                "InvalidIdentityToken",
+                f"Token is not yet valid: current date/time {now} must be after the "
+                f"not-before date/time {int(not_before)}",
+            )
+
+    def _find_role(self, role_arn: str) -> dict[str, Any]:
+        name = role_arn.rsplit("/", 1)[-1]
+        if ":role/" not in role_arn or not name:
+            raise STSError("AccessDenied", MSG_NOT_AUTHORIZED, 403)
+        try:
+            role: dict[str, Any] = self._iam.get_role(RoleName=name)["Role"]
+        except self._iam.exceptions.NoSuchEntityException:
+            raise STSError("AccessDenied", MSG_NOT_AUTHORIZED, 403) from None
+        if role.get("Arn") != role_arn:
+            raise STSError("AccessDenied", MSG_NOT_AUTHORIZED, 403)
+        return role
+
+
+# -- moto plus the verifying front -------------------------------------------------------
+
+
+class FakeAWS:
+    """A moto server with a :class:`VerifyingSTS` in front of it.
+
+    ``moto_url`` serves IAM, S3 and the rest; ``sts_url`` is the verifying STS. moto keeps
+    its state per process, so names (roles, buckets, providers) must be unique per process.
+    """
+
+    account_id: ClassVar[str] = "123456789012"
+
+    def __init__(self) -> None:
+        self._moto: Any = None
+        self._sts: VerifyingSTS | None = None
+        self._iam: Any = None
+
+    def start(self) -> FakeAWS:
+        """Start moto on a free port, then the verifying STS."""
+        if self._moto is not None:
+            raise RuntimeError("FakeAWS is already running")
+        from moto.server import ThreadedMotoServer
+
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        moto.start()
+        self._moto = moto
+        try:
+            self._sts = VerifyingSTS(self.moto_url).start()
+            self._iam = self.client("iam")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop both servers; calling it again does nothing."""
+        sts, moto = self._sts, self._moto
+        self._sts = self._moto = self._iam = None
+        if sts is not None:
+            sts.stop()
+        if moto is not None:
+            moto.stop()
+
+    def __enter__(self) -> FakeAWS:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def moto_url(self) -> str:
+        if self._moto is None:
+            raise RuntimeError("FakeAWS is not running; call start() first")
+        host, port = self._moto.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    @property
+    def sts(self) -> VerifyingSTS:
+        """The verifying STS front, for faults, latency and recorded calls."""
+        if self._sts is None:
+            raise RuntimeError("FakeAWS is not running; call start() first")
+        return self._sts
+
+    @property
+    def sts_url(self) -> str:
+        return self.sts.url
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        """A boto3 client for ``service`` on moto; dummy keys unless ``kwargs`` give others.
+
+        Explicit keys mean no credential chain (ours included) is ever consulted.
+        """
+        import boto3
+
+        options: dict[str, Any] = {
+            "endpoint_url": self.moto_url,
+            "region_name": REGION,
+            "aws_access_key_id": DUMMY_ACCESS_KEY,
+            "aws_secret_access_key": DUMMY_SECRET_KEY,
+            **kwargs,
+        }
+        return boto3.session.Session(region_name=options["region_name"]).client(service, **options)
+
+    def create_oidc_provider(self, issuer_url: str, client_ids: Iterable[str] = ()) -> str:
+        """Register ``issuer_url`` as an IAM OIDC provider and return its ARN.
+
+        ``client_ids`` (the accepted audiences) default to the issuer URL itself.
+        """
+        ids = list(client_ids) or [issuer_url]
+        response = self._iam_client().create_open_id_connect_provider(
+            Url=issuer_url, ClientIDList=ids, ThumbprintList=["0" * 40]
+        )
+        return str(response["OpenIDConnectProviderArn"])
+
+    def create_role(
+        self, name: str, trust_policy: Mapping[str, Any], max_session_duration: int = 3600
+    ) -> str:
+        """Create an IAM role with ``trust_policy`` and return its ARN."""
+        response = self._iam_client().create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(trust_policy),
+            MaxSessionDuration=max_session_duration,
+        )
+        return str(response["Role"]["Arn"])
+
+    @staticmethod
+    def trust_policy_for(
+        provider_arn: str,
+        provider_url: str | None = None,
+        *,
+        sub: str | list[str],
+        aud: str | list[str] | None = None,
+        like: bool = False,
+    ) -> dict[str, Any]:
+        """See :func:`trust_policy_for`."""
+        return trust_policy_for(provider_arn, provider_url, sub=sub, aud=aud, like=like)
+
+    def _iam_client(self) -> Any:
+        if self._iam is None:
+            raise RuntimeError("FakeAWS is not running; call start() first")
+        return self._iam
