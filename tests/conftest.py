@@ -8,14 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 import gitlab_botocore
 from gitlab_botocore.testing.issuer import FakeGitLab
+from gitlab_botocore.testing.sts import FakeAWS
 
 ACCOUNT_ID = "123456789012"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/deploy"
+ROLE_NAMES = ("deploy", "tutorial", "staging", "prod", "reader", "override", "from-profile")
+MAX_SESSION_DURATION = 43200
 
 _OWN_PREFIXES = ("AWS_", "GITLAB_", "CI_", "BOTO_")
 _OWN_NAMES = ("ROLE_ARN",)
@@ -33,6 +36,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
     # Without this, an empty chain would spend seconds probing for instance metadata.
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # boto3.client() builds a fresh one
     yield
     gitlab_botocore.uninstall()  # also forgets credentials shared between sessions
     gitlab_botocore.install()
@@ -45,13 +49,30 @@ def gitlab() -> Iterator[FakeGitLab]:
 
 
 @pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    """moto's server: STS, IAM and S3 over real HTTP."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def aws_session(gitlab: FakeGitLab) -> Iterator[FakeAWS]:
+    """moto (IAM, S3, ...) behind an STS that verifies tokens as AWS does.
+
+    GitLab is an OIDC provider of the account, and every role the tests use trusts
+    the default test project (``mygroup/myproject``) on any ref.
+    """
+    with FakeAWS() as aws:
+        provider_arn = aws.create_oidc_provider(gitlab.issuer)
+        policy = aws.trust_policy_for(
+            provider_arn, sub="project_path:mygroup/myproject:*", aud=gitlab.issuer, like=True
+        )
+        for name in ROLE_NAMES:
+            aws.create_role(name, policy, max_session_duration=MAX_SESSION_DURATION)
+        yield aws
+
+
+@pytest.fixture
+def aws(aws_session: FakeAWS, gitlab: FakeGitLab) -> Iterator[FakeAWS]:
+    """The session's fake AWS, with no faults queued and a fresh record of STS calls."""
+    aws_session.sts.reset()
+    yield aws_session
+    aws_session.sts.reset()
+    gitlab.set_down(False)
+    gitlab.set_delay(0)
 
 
 @dataclass
@@ -79,7 +100,7 @@ class Job:
 
 
 @pytest.fixture
-def job(gitlab: FakeGitLab, moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Job:
+def job(gitlab: FakeGitLab, aws: FakeAWS, monkeypatch: pytest.MonkeyPatch) -> Job:
     """The variables GitLab sets in a job that declares ``id_tokens: GITLAB_OIDC_TOKEN``."""
     job = Job(gitlab, monkeypatch)
     job.set(
@@ -88,7 +109,8 @@ def job(gitlab: FakeGitLab, moto_url: str, monkeypatch: pytest.MonkeyPatch) -> J
         CI_PIPELINE_ID="1001",
         CI_JOB_ID="5001",
         AWS_ROLE_ARN=ROLE_ARN,
-        AWS_ENDPOINT_URL=moto_url,
+        AWS_ENDPOINT_URL=aws.moto_url,
+        AWS_ENDPOINT_URL_STS=aws.sts_url,
         AWS_DEFAULT_REGION="us-east-1",
     )
     job.token()
