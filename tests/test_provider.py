@@ -91,3 +91,14 @@ def test_sts_sees_the_job_and_the_token(job: Job, aws: FakeAWS) -> None:
     assert call.outcome == "ok"
     assert call.session_name == "GitLabRunner-42-1001-5001"
     assert call.claims["sub"] == "project_path:mygroup/myproject:ref_type:branch:ref:main"
+
+
+def test_session_policies_reach_sts(job: Job, aws: FakeAWS) -> None:
+    job.set(
+        GITLAB_BOTOCORE_POLICY='{"Version": "2012-10-17", "Statement": []}',
+        GITLAB_BOTOCORE_POLICY_ARNS="arn:aws:iam::aws:policy/ReadOnlyAccess",
+    )
+    boto3.Session().get_credentials().get_frozen_credentials()
+    (call,) = aws.sts.calls
+    assert call.policy == '{"Version":"2012-10-17","Statement":[]}'
+    assert call.policy_arns == ("arn:aws:iam::aws:policy/ReadOnlyAccess",)

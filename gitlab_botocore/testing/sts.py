@@ -167,6 +167,8 @@ class AssumeRoleCall:
     duration_seconds: int | None
     claims: Mapping[str, object]
     outcome: str
+    policy: str | None = None
+    policy_arns: tuple[str, ...] = ()
 
 
 def error_body(code: str, message: str, status: int, request_id: str) -> bytes:
@@ -607,6 +609,12 @@ class VerifyingSTS:
                 duration_seconds=int(duration) if duration and duration.isdigit() else None,
                 claims=claims,
                 outcome=outcome,
+                policy=params.get("Policy"),
+                policy_arns=tuple(
+                    value
+                    for key, value in sorted(params.items())
+                    if key.startswith("PolicyArns.member.") and key.endswith(".arn")
+                ),
             )
             with self._lock:
                 self._calls.append(call)
