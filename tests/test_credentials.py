@@ -24,7 +24,7 @@ START = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.timezone.utc)
 
 
 @pytest.fixture
-def clock(job: Job) -> Iterator[time_machine.Coordinates]:
+def clock(job: Job) -> Iterator[time_machine.Traveller]:
     """Frozen time; the job's token lives long enough for every test here."""
     with time_machine.travel(START, tick=False) as traveller:
         job.token(lifetime_seconds=6 * 3600)
@@ -39,13 +39,17 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def refresh_in_flight() -> bool:
+    return any(thread.name == "gitlab-botocore-refresh" for thread in threading.enumerate())
+
+
 def access_key(credentials: Any) -> str:
     key: str = credentials.get_frozen_credentials().access_key
     return key
 
 
 def test_refresh_starts_in_background_and_callers_keep_current(
-    clock: time_machine.Coordinates, aws: FakeAWS
+    clock: time_machine.Traveller, aws: FakeAWS
 ) -> None:
     credentials = boto3.Session().get_credentials()
     first = access_key(credentials)
@@ -61,7 +65,7 @@ def test_refresh_starts_in_background_and_callers_keep_current(
 
 
 def test_close_to_expiry_callers_wait_for_one_refresh(
-    clock: time_machine.Coordinates, aws: FakeAWS
+    clock: time_machine.Traveller, aws: FakeAWS
 ) -> None:
     credentials = boto3.Session().get_credentials()
     first = access_key(credentials)
@@ -70,7 +74,7 @@ def test_close_to_expiry_callers_wait_for_one_refresh(
     assert aws.sts.assume_role_calls == 2
 
 
-def test_no_refresh_early_in_the_lifetime(clock: time_machine.Coordinates, aws: FakeAWS) -> None:
+def test_no_refresh_early_in_the_lifetime(clock: time_machine.Traveller, aws: FakeAWS) -> None:
     credentials = boto3.Session().get_credentials()
     first = access_key(credentials)
     for _ in range(26):
@@ -80,7 +84,7 @@ def test_no_refresh_early_in_the_lifetime(clock: time_machine.Coordinates, aws: 
 
 
 def test_short_sessions_do_not_refresh_on_every_call(
-    job: Job, clock: time_machine.Coordinates, aws: FakeAWS
+    job: Job, clock: time_machine.Traveller, aws: FakeAWS
 ) -> None:
     # botocore's fixed 15/10-minute windows would refresh 900 s credentials on every call.
     job.set(GITLAB_BOTOCORE_DURATION_SECONDS="900")
@@ -96,7 +100,7 @@ def test_short_sessions_do_not_refresh_on_every_call(
 
 
 def test_the_token_is_read_again_on_refresh(
-    job: Job, clock: time_machine.Coordinates, aws: FakeAWS
+    job: Job, clock: time_machine.Traveller, aws: FakeAWS
 ) -> None:
     credentials = boto3.Session().get_credentials()
     access_key(credentials)
@@ -107,7 +111,7 @@ def test_the_token_is_read_again_on_refresh(
 
 
 def test_64_threads_across_three_refresh_boundaries(
-    clock: time_machine.Coordinates, aws: FakeAWS
+    clock: time_machine.Traveller, aws: FakeAWS
 ) -> None:
     credentials = boto3.Session().get_credentials()
     expiry_of: dict[str, datetime.datetime] = {}
@@ -158,7 +162,7 @@ def test_64_threads_across_three_refresh_boundaries(
 
 
 def test_failed_background_refresh_keeps_credentials_and_backs_off(
-    clock: time_machine.Coordinates, aws: FakeAWS, caplog: pytest.LogCaptureFixture
+    clock: time_machine.Traveller, aws: FakeAWS, caplog: pytest.LogCaptureFixture
 ) -> None:
     credentials = boto3.Session().get_credentials()
     first = access_key(credentials)
@@ -176,7 +180,7 @@ def test_failed_background_refresh_keeps_credentials_and_backs_off(
     assert aws.sts.assume_role_calls == 3
 
 
-def test_failed_refresh_at_the_end_raises(clock: time_machine.Coordinates, aws: FakeAWS) -> None:
+def test_failed_refresh_at_the_end_raises(clock: time_machine.Traveller, aws: FakeAWS) -> None:
     from gitlab_botocore import STSError
 
     credentials = boto3.Session().get_credentials()
