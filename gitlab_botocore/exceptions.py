@@ -70,5 +70,21 @@ class STSError(GitLabOIDCError):
         self.role_arn = role_arn
 
 
+class AccessDeniedError(STSError):
+    """The role's trust policy does not admit this job (``AccessDenied``, ``IDPRejectedClaim``)."""
+
+
+class InvalidIdentityTokenError(STSError):
+    """AWS did not accept the token: audience, provider, signature, keys or expiry."""
+
+
+class STSRequestError(STSError):
+    """STS rejected the request for this role or account: duration, policies, region."""
+
+
+class STSUnavailableError(STSError):
+    """STS stayed unreachable, throttled or failing for the whole retry budget."""
+
+
 class LegacyTokenWarning(FutureWarning):
     """The job uses the deprecated ``CI_JOB_JWT_V2`` instead of ``id_tokens:``."""

@@ -9,21 +9,32 @@ from __future__ import annotations
 
 import datetime
 import logging
+import random
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ._version import __version__
-from .exceptions import TROUBLESHOOTING_URL, STSError
+from .explanations import VERIFICATION_KEY_PHRASE, sts_refusal, sts_unreachable
 from .id_token import IdToken
 from .redaction import redact_in_logs
 from .settings import Settings, default_session_name
 
 logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 20  # STS may wait several seconds for the issuer's keys
+FIRST_BACKOFF_SECONDS = 0.2
+MAX_BACKOFF_SECONDS = 5.0
+THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+)
 
 ClientFactory = Callable[..., Any]
 """``botocore.session.Session.create_client`` or anything with its signature."""
@@ -52,6 +63,22 @@ class IssuedCredentials:
         )
 
 
+def is_transient(code: str, message: str, status: int) -> bool:
+    """Whether an STS error is worth retrying: throttling, server errors, and the two
+    identity-provider failures AWS documents as transient."""
+    if code in THROTTLING_CODES or code == "IDPCommunicationError":
+        return True
+    if status == 429 or status >= 500:
+        return True
+    return code == "InvalidIdentityToken" and VERIFICATION_KEY_PHRASE in message.lower()
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential back-off with jitter: half fixed, half random, so waits still grow."""
+    ceiling = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2.0 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
 class STSExchange:
     """Exchanges an ID token for credentials of ``settings.role_arn``."""
 
@@ -68,7 +95,11 @@ class STSExchange:
         )
 
     def assume_role(self, token: IdToken) -> IssuedCredentials:
-        """Call STS once; raise :class:`STSError` explaining any refusal."""
+        """Call STS, retrying transient failures; raise :class:`STSError` explaining a refusal.
+
+        Retries use jittered exponential back-off within ``settings.retry_budget_seconds``
+        and never past the token's expiry.
+        """
         settings = self.settings
         session_name = self.session_name_for(token)
         params: dict[str, Any] = {
@@ -83,23 +114,36 @@ class STSExchange:
             params["PolicyArns"] = [{"arn": arn} for arn in settings.policy_arns]
         redact_in_logs(token.raw)
         client = self._sts_client()
-        try:
-            response = client.assume_role_with_web_identity(**params)
-        except ClientError as error:
-            details = error.response.get("Error", {})
-            code = str(details.get("Code", "Unknown"))
-            raise STSError(
-                _explain(code, str(details.get("Message", "")), token, settings),
-                code=code,
-                role_arn=settings.role_arn,
-            ) from error
-        except BotoCoreError as error:
-            raise STSError(
-                f"Could not reach AWS STS at {client.meta.endpoint_url} to assume "
-                f"{settings.role_arn}: {error}. Check the job's network access to AWS and the "
-                "AWS_ENDPOINT_URL_STS / region settings.",
-                role_arn=settings.role_arn,
-            ) from error
+        started = time.monotonic()
+        deadline = started + min(settings.retry_budget_seconds, max(token.seconds_left(), 0.0))
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = client.assume_role_with_web_identity(**params)
+                break
+            except ClientError as error:
+                details = error.response.get("Error", {})
+                code = str(details.get("Code", "Unknown"))
+                message = str(details.get("Message", ""))
+                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+                if not is_transient(code, message, status):
+                    raise sts_refusal(code, message, token, settings, attempt) from error
+                failure: Exception = sts_refusal(code, message, token, settings, attempt)
+                reason = code
+            except (HTTPClientError, BotoConnectionError) as error:
+                failure = sts_unreachable(str(error), client.meta.endpoint_url, settings, attempt)
+                reason = type(error).__name__
+            wait = backoff_seconds(attempt)
+            if time.monotonic() + wait > deadline:
+                raise failure
+            logger.info(
+                "STS AssumeRoleWithWebIdentity attempt %d failed (%s); retrying in %.1f s.",
+                attempt,
+                reason,
+                wait,
+            )
+            time.sleep(wait)
         issued = response["Credentials"]
         redact_in_logs(issued["SecretAccessKey"], issued["SessionToken"])
         credentials = IssuedCredentials(
@@ -129,6 +173,10 @@ class STSExchange:
                     config=Config(
                         signature_version=UNSIGNED,
                         user_agent_extra=f"gitlab-botocore/{__version__}",
+                        # We retry, with our own policy (see is_transient).
+                        retries={"total_max_attempts": 1},
+                        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                        read_timeout=READ_TIMEOUT_SECONDS,
                     ),
                 )
             return self._client
@@ -140,11 +188,3 @@ def _as_utc(value: Any) -> datetime.datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=datetime.timezone.utc)
     return value.astimezone(datetime.timezone.utc)  # type: ignore[no-any-return]
-
-
-def _explain(code: str, message: str, token: IdToken, settings: Settings) -> str:
-    return (
-        f"AWS STS refused to let this job assume {settings.role_arn}: {code}: {message} "
-        f"The GitLab ID token from {token.variable or 'the token source'} has {token.describe()}. "
-        f"See {TROUBLESHOOTING_URL}"
-    )

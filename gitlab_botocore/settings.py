@@ -26,6 +26,8 @@ MAX_DURATION_SECONDS = 43200
 DEFAULT_DURATION_SECONDS = 3600
 MAX_POLICY_LENGTH = 2048
 MAX_POLICY_ARNS = 10
+DEFAULT_RETRY_BUDGET_SECONDS = 60.0
+MAX_RETRY_BUDGET_SECONDS = 3600.0
 SESSION_NAME_PREFIX = "GitLabRunner"
 
 
@@ -40,6 +42,7 @@ class EnvVar:
     DURATION_SECONDS = "GITLAB_BOTOCORE_DURATION_SECONDS"
     POLICY = "GITLAB_BOTOCORE_POLICY"
     POLICY_ARNS = "GITLAB_BOTOCORE_POLICY_ARNS"
+    RETRY_BUDGET_SECONDS = "GITLAB_BOTOCORE_RETRY_BUDGET_SECONDS"
     REGION = "AWS_REGION"
     ENDPOINT_URL_STS = "AWS_ENDPOINT_URL_STS"
     ENDPOINT_URL = "AWS_ENDPOINT_URL"
@@ -66,6 +69,7 @@ class ProfileKey:
     DURATION_SECONDS = "duration_seconds"
     POLICY = "gitlab_policy"
     POLICY_ARNS = "gitlab_policy_arns"
+    RETRY_BUDGET_SECONDS = "gitlab_retry_budget_seconds"
     ENDPOINT_URL = "endpoint_url"
     SERVICES = "services"
 
@@ -88,6 +92,8 @@ class Settings:
     region: str | None = None
     endpoint_url: str | None = None
     ci_server_url: str | None = None
+    retry_budget_seconds: float = DEFAULT_RETRY_BUDGET_SECONDS
+    """How long transient STS failures are retried (never past the token's expiry)."""
 
 
 def install_disabled(environ: Mapping[str, str]) -> bool:
@@ -171,6 +177,9 @@ def resolve_settings(
     policy_arns, policy_arns_source = pick(
         "policy_arns", (EnvVar.POLICY_ARNS,), ProfileKey.POLICY_ARNS
     )
+    retry_budget, retry_budget_source = pick(
+        "retry_budget_seconds", (EnvVar.RETRY_BUDGET_SECONDS,), ProfileKey.RETRY_BUDGET_SECONDS
+    )
     # The region and endpoint are not credential settings: like botocore's clients, they
     # follow the environment even when a profile is explicit.
     region = overrides.get("region") or session_region or environ.get(EnvVar.REGION)
@@ -194,6 +203,7 @@ def resolve_settings(
         region=_valid_region(region),
         endpoint_url=_valid_endpoint_url(endpoint_url),
         ci_server_url=environ.get(EnvVar.CI_SERVER_URL) or None,
+        retry_budget_seconds=_valid_retry_budget(retry_budget, retry_budget_source),
     )
 
 
@@ -285,6 +295,22 @@ def _valid_duration(value: Any, source: str) -> int:
             f"{source} must be a whole number of seconds from {MIN_DURATION_SECONDS} to "
             f"{MAX_DURATION_SECONDS} (the range STS accepts; the role's maximum session "
             f"duration may be lower); got {value!r}.",
+            setting=source,
+        )
+    return seconds
+
+
+def _valid_retry_budget(value: Any, source: str) -> float:
+    if value is None:
+        return DEFAULT_RETRY_BUDGET_SECONDS
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if isinstance(value, bool) or not 0 <= seconds <= MAX_RETRY_BUDGET_SECONDS:
+        raise ConfigurationError(
+            f"{source} must be a number of seconds from 0 (no retries) to "
+            f"{MAX_RETRY_BUDGET_SECONDS:g}; got {value!r}.",
             setting=source,
         )
     return seconds

@@ -29,7 +29,7 @@ def test_demo_runs_offline() -> None:
     assert result.returncode == 0, result.stderr
     assert "assumed-role/demo-deploy/GitLabRunner-42-1001-5001" in result.stdout
     assert "STS calls            1 for 11 sessions" in result.stdout
-    assert "refused: STSError" in result.stdout
+    assert "refused: AccessDeniedError" in result.stdout
 
 
 def test_deploy_script_uploads_with_the_job_identity(
