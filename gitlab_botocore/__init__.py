@@ -13,11 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .exceptions import (
+    AccessDeniedError,
     AmbiguousTokenError,
     ConfigurationError,
     GitLabOIDCError,
+    InvalidIdentityTokenError,
     LegacyTokenWarning,
     STSError,
+    STSRequestError,
+    STSUnavailableError,
     TokenError,
     TokenExpiredError,
     TokenNotFoundError,
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METHOD",
+    "AccessDeniedError",
     "AmbiguousTokenError",
     "ConfigurationError",
     "EnvVar",
@@ -38,8 +43,11 @@ __all__ = [
     "GitLabOIDCError",
     "GitLabOIDCProvider",
     "IdToken",
+    "InvalidIdentityTokenError",
     "LegacyTokenWarning",
     "STSError",
+    "STSRequestError",
+    "STSUnavailableError",
     "Settings",
     "TokenError",
     "TokenExpiredError",
