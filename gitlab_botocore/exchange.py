@@ -17,14 +17,15 @@ from typing import Any, Callable
 
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ._version import __version__
+from .exceptions import ConfigurationError
 from .explanations import VERIFICATION_KEY_PHRASE, sts_refusal, sts_unreachable
 from .id_token import IdToken
 from .redaction import redact_in_logs
-from .settings import Settings, default_session_name
+from .settings import EnvVar, Settings, default_session_name
 
 logger = logging.getLogger(__name__)
 
@@ -166,19 +167,27 @@ class STSExchange:
     def _sts_client(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                self._client = self._create_client(
-                    "sts",
-                    region_name=self.settings.region,
-                    endpoint_url=self.settings.endpoint_url,
-                    config=Config(
-                        signature_version=UNSIGNED,
-                        user_agent_extra=f"gitlab-botocore/{__version__}",
-                        # We retry, with our own policy (see is_transient).
-                        retries={"total_max_attempts": 1},
-                        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                        read_timeout=READ_TIMEOUT_SECONDS,
-                    ),
-                )
+                try:
+                    self._client = self._create_client(
+                        "sts",
+                        region_name=self.settings.region,
+                        endpoint_url=self.settings.endpoint_url,
+                        config=Config(
+                            signature_version=UNSIGNED,
+                            user_agent_extra=f"gitlab-botocore/{__version__}",
+                            # We retry, with our own policy (see is_transient).
+                            retries={"total_max_attempts": 1},
+                            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                            read_timeout=READ_TIMEOUT_SECONDS,
+                        ),
+                    )
+                except (BotoCoreError, ValueError) as error:
+                    raise ConfigurationError(
+                        f"Cannot make an STS client for region {self.settings.region!r} and "
+                        f"endpoint {self.settings.endpoint_url!r}: {error}. Check the region "
+                        f"({EnvVar.REGION}, AWS_DEFAULT_REGION) and {EnvVar.ENDPOINT_URL_STS}.",
+                        setting="region",
+                    ) from error
             return self._client
 
 

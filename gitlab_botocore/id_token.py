@@ -70,9 +70,9 @@ class IdToken:
                 variable=variable,
             ) from None
         exp = claims.get("exp")
-        if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not _is_timestamp(exp):
             raise TokenError(
-                f"{where} has no numeric 'exp' claim, so it is not a GitLab ID token. Declare "
+                f"{where} has no valid 'exp' claim, so it is not a GitLab ID token. Declare "
                 "the token under 'id_tokens:' in .gitlab-ci.yml.",
                 variable=variable,
             )
@@ -146,6 +146,14 @@ class IdToken:
 
     def __repr__(self) -> str:
         return f"IdToken(variable={self.variable!r}, {self.describe()})"
+
+
+def _is_timestamp(value: float) -> bool:
+    try:
+        datetime.datetime.fromtimestamp(value, tz=datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return False
+    return True
 
 
 def _duration(seconds: float) -> str:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
+
 from .exceptions import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -377,7 +379,11 @@ def _valid_region(value: Any) -> str | None:
 def _valid_endpoint_url(value: Any) -> str | None:
     if not value:
         return None
-    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+    if (
+        not isinstance(value, str)
+        or not value.startswith(("https://", "http://"))
+        or not (is_valid_endpoint_url(value) or is_valid_ipv6_endpoint_url(value))
+    ):
         raise ConfigurationError(
             f"The STS endpoint {value!r} is not an http(s) URL. Check "
             f"{EnvVar.ENDPOINT_URL_STS}, {EnvVar.ENDPOINT_URL} or the profile's 'endpoint_url'.",
