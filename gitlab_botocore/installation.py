@@ -69,6 +69,9 @@ def register(
     policy_arns: list[str] | None = None,
     region: str | None = None,
     endpoint_url: str | None = None,
+    retry_budget_seconds: float | None = None,
+    chain_role_arns: list[str] | None = None,
+    cache: str | None = None,
 ) -> None:
     """Add the provider to one session (botocore or boto3), with overrides that win over
     the environment and the config file.
@@ -86,6 +89,9 @@ def register(
         "policy_arns": policy_arns,
         "region": region,
         "endpoint_url": endpoint_url,
+        "retry_budget_seconds": retry_budget_seconds,
+        "chain_role_arns": chain_role_arns,
+        "cache": cache,
     }
     _wrap_credential_provider(
         botocore_session, {k: v for k, v in overrides.items() if v is not None}

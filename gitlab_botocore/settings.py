@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class EnvVar:
     POLICY = "GITLAB_BOTOCORE_POLICY"
     POLICY_ARNS = "GITLAB_BOTOCORE_POLICY_ARNS"
     RETRY_BUDGET_SECONDS = "GITLAB_BOTOCORE_RETRY_BUDGET_SECONDS"
+    CHAIN_ROLE_ARNS = "GITLAB_BOTOCORE_CHAIN_ROLE_ARNS"
+    CACHE = "GITLAB_BOTOCORE_CACHE"
+    XDG_CACHE_HOME = "XDG_CACHE_HOME"
     REGION = "AWS_REGION"
     ENDPOINT_URL_STS = "AWS_ENDPOINT_URL_STS"
     ENDPOINT_URL = "AWS_ENDPOINT_URL"
@@ -72,6 +76,7 @@ class ProfileKey:
     POLICY = "gitlab_policy"
     POLICY_ARNS = "gitlab_policy_arns"
     RETRY_BUDGET_SECONDS = "gitlab_retry_budget_seconds"
+    CHAIN_ROLE_ARNS = "gitlab_chain_role_arns"
     ENDPOINT_URL = "endpoint_url"
     SERVICES = "services"
 
@@ -96,6 +101,10 @@ class Settings:
     ci_server_url: str | None = None
     retry_budget_seconds: float = DEFAULT_RETRY_BUDGET_SECONDS
     """How long transient STS failures are retried (never past the token's expiry)."""
+    chain_role_arns: tuple[str, ...] = ()
+    """Roles assumed in order with the previous role's credentials (role chaining)."""
+    cache_dir: str | None = None
+    """Directory of the opt-in cross-process credentials cache; ``None`` means off."""
 
 
 def install_disabled(environ: Mapping[str, str]) -> bool:
@@ -182,6 +191,9 @@ def resolve_settings(
     retry_budget, retry_budget_source = pick(
         "retry_budget_seconds", (EnvVar.RETRY_BUDGET_SECONDS,), ProfileKey.RETRY_BUDGET_SECONDS
     )
+    chain_role_arns, chain_source = pick(
+        "chain_role_arns", (EnvVar.CHAIN_ROLE_ARNS,), ProfileKey.CHAIN_ROLE_ARNS
+    )
     # The region and endpoint are not credential settings: like botocore's clients, they
     # follow the environment even when a profile is explicit.
     region = overrides.get("region") or session_region or environ.get(EnvVar.REGION)
@@ -206,6 +218,8 @@ def resolve_settings(
         endpoint_url=_valid_endpoint_url(endpoint_url),
         ci_server_url=environ.get(EnvVar.CI_SERVER_URL) or None,
         retry_budget_seconds=_valid_retry_budget(retry_budget, retry_budget_source),
+        chain_role_arns=_valid_chain(chain_role_arns, chain_source),
+        cache_dir=_cache_dir(overrides.get("cache"), environ),
     )
 
 
@@ -300,6 +314,25 @@ def _valid_duration(value: Any, source: str) -> int:
             setting=source,
         )
     return seconds
+
+
+def _valid_chain(value: Any, source: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(_valid_role_arn(str(item).strip(), source) for item in items if str(item).strip())
+
+
+def _cache_dir(override: Any, environ: Mapping[str, str]) -> str | None:
+    """``GITLAB_BOTOCORE_CACHE``: off by default; ``1`` for the user's cache directory,
+    or a directory path. The keyword override ``cache`` takes the same values."""
+    value = str(override if override is not None else environ.get(EnvVar.CACHE, "")).strip()
+    if value.lower() in {"", "0", "false", "no", "off"}:
+        return None
+    if value.lower() in {"1", "true", "yes", "on"}:
+        base = environ.get(EnvVar.XDG_CACHE_HOME) or os.path.join(os.path.expanduser("~"), ".cache")
+        return os.path.join(base, "gitlab-botocore")
+    return os.path.abspath(os.path.expanduser(value))
 
 
 def _valid_retry_budget(value: Any, source: str) -> float:
