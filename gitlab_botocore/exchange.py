@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -22,7 +23,12 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ._version import __version__
 from .exceptions import ConfigurationError
-from .explanations import VERIFICATION_KEY_PHRASE, sts_refusal, sts_unreachable
+from .explanations import (
+    VERIFICATION_KEY_PHRASE,
+    chained_refusal,
+    sts_refusal,
+    sts_unreachable,
+)
 from .id_token import IdToken
 from .redaction import redact_in_logs
 from .settings import EnvVar, Settings, default_session_name
@@ -31,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 20  # STS may wait several seconds for the issuer's keys
+MAX_CHAINED_SECONDS = 3600
 FIRST_BACKOFF_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 5.0
 THROTTLING_CODES = frozenset(
@@ -99,7 +106,8 @@ class STSExchange:
         """Call STS, retrying transient failures; raise :class:`STSError` explaining a refusal.
 
         Retries use jittered exponential back-off within ``settings.retry_budget_seconds``
-        and never past the token's expiry.
+        and never past the token's expiry. With ``settings.chain_role_arns``, each of those
+        roles is then assumed in turn with the previous role's credentials.
         """
         settings = self.settings
         session_name = self.session_name_for(token)
@@ -114,81 +122,135 @@ class STSExchange:
         if settings.policy_arns:
             params["PolicyArns"] = [{"arn": arn} for arn in settings.policy_arns]
         redact_in_logs(token.raw)
-        client = self._sts_client()
-        started = time.monotonic()
-        deadline = started + min(settings.retry_budget_seconds, max(token.seconds_left(), 0.0))
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = client.assume_role_with_web_identity(**params)
-                break
-            except ClientError as error:
-                details = error.response.get("Error", {})
-                code = str(details.get("Code", "Unknown"))
-                message = str(details.get("Message", ""))
-                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                if not is_transient(code, message, status):
-                    raise sts_refusal(code, message, token, settings, attempt) from error
-                failure: Exception = sts_refusal(code, message, token, settings, attempt)
-                reason = code
-            except (HTTPClientError, BotoConnectionError) as error:
-                failure = sts_unreachable(str(error), client.meta.endpoint_url, settings, attempt)
-                reason = type(error).__name__
-            wait = backoff_seconds(attempt)
-            if time.monotonic() + wait > deadline:
-                raise failure
-            logger.info(
-                "STS AssumeRoleWithWebIdentity attempt %d failed (%s); retrying in %.1f s.",
-                attempt,
-                reason,
-                wait,
-            )
-            time.sleep(wait)
-        issued = response["Credentials"]
-        redact_in_logs(issued["SecretAccessKey"], issued["SessionToken"])
-        credentials = IssuedCredentials(
-            access_key=issued["AccessKeyId"],
-            secret_key=issued["SecretAccessKey"],
-            token=issued["SessionToken"],
-            expiration=_as_utc(issued["Expiration"]),
-            assumed_role_arn=response.get("AssumedRoleUser", {}).get("Arn", settings.role_arn),
-            session_name=session_name,
+        deadline = time.monotonic() + min(
+            settings.retry_budget_seconds, max(token.seconds_left(), 0.0)
         )
+        client = self._sts_client()
+        response = _call_with_retries(
+            lambda: client.assume_role_with_web_identity(**params),
+            "AssumeRoleWithWebIdentity",
+            lambda code, message, attempts: sts_refusal(code, message, token, settings, attempts),
+            lambda reason, attempts: sts_unreachable(
+                reason, client.meta.endpoint_url, settings, attempts
+            ),
+            deadline,
+        )
+        credentials = _issued(response, settings.role_arn, session_name)
+        for role_arn in settings.chain_role_arns:
+            credentials = self._assume_chained_role(credentials, role_arn, session_name, deadline)
         logger.info(
             "Assumed %s as session %s with the GitLab ID token from %s; expires at %s.",
-            settings.role_arn,
+            credentials.assumed_role_arn,
             session_name,
             token.variable,
             credentials.expiration.isoformat(),
         )
         return credentials
 
+    def _assume_chained_role(
+        self, source: IssuedCredentials, role_arn: str, session_name: str, deadline: float
+    ) -> IssuedCredentials:
+        """``AssumeRole`` of the next role in the chain, signed with ``source``."""
+        client = self._make_client(
+            signed=True,
+            aws_access_key_id=source.access_key,
+            aws_secret_access_key=source.secret_key,
+            aws_session_token=source.token,
+        )
+        response = _call_with_retries(
+            lambda: client.assume_role(
+                RoleArn=role_arn,
+                RoleSessionName=session_name,
+                # AWS caps sessions of chained roles at one hour.
+                DurationSeconds=min(self.settings.duration_seconds, MAX_CHAINED_SECONDS),
+            ),
+            "AssumeRole",
+            lambda code, message, attempts: chained_refusal(
+                code, message, source.assumed_role_arn, role_arn, attempts
+            ),
+            lambda reason, attempts: sts_unreachable(
+                reason, client.meta.endpoint_url, self.settings, attempts
+            ),
+            deadline,
+        )
+        return _issued(response, role_arn, session_name)
+
     def _sts_client(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                try:
-                    self._client = self._create_client(
-                        "sts",
-                        region_name=self.settings.region,
-                        endpoint_url=self.settings.endpoint_url,
-                        config=Config(
-                            signature_version=UNSIGNED,
-                            user_agent_extra=f"gitlab-botocore/{__version__}",
-                            # We retry, with our own policy (see is_transient).
-                            retries={"total_max_attempts": 1},
-                            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                            read_timeout=READ_TIMEOUT_SECONDS,
-                        ),
-                    )
-                except (BotoCoreError, ValueError) as error:
-                    raise ConfigurationError(
-                        f"Cannot make an STS client for region {self.settings.region!r} and "
-                        f"endpoint {self.settings.endpoint_url!r}: {error}. Check the region "
-                        f"({EnvVar.REGION}, AWS_DEFAULT_REGION) and {EnvVar.ENDPOINT_URL_STS}.",
-                        setting="region",
-                    ) from error
+                self._client = self._make_client(signed=False)
             return self._client
+
+    def _make_client(self, *, signed: bool, **credentials: str) -> Any:
+        try:
+            return self._create_client(
+                "sts",
+                region_name=self.settings.region,
+                endpoint_url=self.settings.endpoint_url,
+                config=Config(
+                    signature_version=None if signed else UNSIGNED,
+                    user_agent_extra=f"gitlab-botocore/{__version__}",
+                    # We retry, with our own policy (see is_transient).
+                    retries={"total_max_attempts": 1},
+                    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                    read_timeout=READ_TIMEOUT_SECONDS,
+                ),
+                **credentials,
+            )
+        except (BotoCoreError, ValueError) as error:
+            raise ConfigurationError(
+                f"Cannot make an STS client for region {self.settings.region!r} and "
+                f"endpoint {self.settings.endpoint_url!r}: {error}. Check the region "
+                f"({EnvVar.REGION}, AWS_DEFAULT_REGION) and {EnvVar.ENDPOINT_URL_STS}.",
+                setting="region",
+            ) from error
+
+
+def _call_with_retries(
+    call: Callable[[], Any],
+    operation: str,
+    refusal: Callable[[str, str, int], Exception],
+    unreachable: Callable[[str, int], Exception],
+    deadline: float,
+) -> Any:
+    """Run ``call``; retry transient failures until ``deadline`` (a monotonic time)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return call()
+        except ClientError as error:
+            details = error.response.get("Error", {})
+            code = str(details.get("Code", "Unknown"))
+            message = str(details.get("Message", ""))
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            failure = refusal(code, message, attempt)
+            if not is_transient(code, message, status):
+                raise failure from error
+            reason = code
+        except (HTTPClientError, BotoConnectionError) as error:
+            failure = unreachable(str(error), attempt)
+            reason = type(error).__name__
+        wait = backoff_seconds(attempt)
+        if time.monotonic() + wait > deadline:
+            raise failure
+        logger.info(
+            "STS %s attempt %d failed (%s); retrying in %.1f s.", operation, attempt, reason, wait
+        )
+        time.sleep(wait)
+
+
+def _issued(response: Mapping[str, Any], role_arn: str, session_name: str) -> IssuedCredentials:
+    issued = response["Credentials"]
+    redact_in_logs(issued["SecretAccessKey"], issued["SessionToken"])
+    return IssuedCredentials(
+        access_key=issued["AccessKeyId"],
+        secret_key=issued["SecretAccessKey"],
+        token=issued["SessionToken"],
+        expiration=_as_utc(issued["Expiration"]),
+        assumed_role_arn=response.get("AssumedRoleUser", {}).get("Arn", role_arn),
+        session_name=session_name,
+    )
 
 
 def _as_utc(value: Any) -> datetime.datetime:

@@ -64,6 +64,39 @@ def sts_refusal(
     return cls(text, code=code, role_arn=settings.role_arn)
 
 
+def chained_refusal(
+    code: str, message: str, source_arn: str, role_arn: str, attempts: int = 1
+) -> STSError:
+    """The exception when assuming the next role of a chain (``AssumeRole``) fails."""
+    text = (
+        f"AWS STS refused to let {source_arn} assume the chained role {role_arn} "
+        f"({code}: {message.strip() or 'no message'})."
+    )
+    if attempts > 1:
+        text += f" Gave up after {attempts} attempts."
+    if code in ACCESS_DENIED_CODES:
+        text += (
+            f" The trust policy of {role_arn} must allow sts:AssumeRole for "
+            f'{{"AWS": "{_role_of(source_arn)}"}}, and that role needs an identity policy '
+            "allowing sts:AssumeRole on the chained role."
+        )
+        cls: type[STSError] = AccessDeniedError
+    elif code in REQUEST_CODES:
+        text += f" Check {EnvVar.CHAIN_ROLE_ARNS}; chained sessions last at most one hour."
+        cls = STSRequestError
+    else:
+        cls = STSUnavailableError if attempts > 1 else STSError
+    return cls(f"{text} See {TROUBLESHOOTING_URL}", code=code, role_arn=role_arn)
+
+
+def _role_of(assumed_role_arn: str) -> str:
+    """``arn:aws:sts::1:assumed-role/name/session`` -> ``arn:aws:iam::1:role/name``."""
+    prefix, _, resource = assumed_role_arn.partition(":assumed-role/")
+    if not resource:
+        return assumed_role_arn
+    return prefix.replace(":sts:", ":iam:") + ":role/" + resource.split("/")[0]
+
+
 def sts_unreachable(
     reason: str, endpoint: str, settings: Settings, attempts: int
 ) -> STSUnavailableError:
