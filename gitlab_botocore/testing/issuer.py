@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import secrets
+import ssl
 import threading
 import time
 import uuid
@@ -180,9 +181,12 @@ class FakeGitLab:
     server's own URL, so tokens it mints can be verified against it over real HTTP.
     """
 
-    def __init__(self, *, issuer: str | None = None) -> None:
+    def __init__(
+        self, *, issuer: str | None = None, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._issuer = issuer
+        self._ssl_context = ssl_context
         self._keys: list[_SigningKey] = [_SigningKey()]
         self._requests: list[str] = []
         self._down = False
@@ -197,6 +201,8 @@ class FakeGitLab:
         if self._server is not None:
             raise RuntimeError("FakeGitLab is already running")
         server = _Server(self)
+        if self._ssl_context is not None:
+            server.socket = self._ssl_context.wrap_socket(server.socket, server_side=True)
         thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.01},
@@ -233,11 +239,12 @@ class FakeGitLab:
 
     @property
     def url(self) -> str:
-        """The base URL being served, e.g. ``http://127.0.0.1:54321``."""
+        """The base URL being served, e.g. ``http://127.0.0.1:54321`` (https with TLS)."""
         if self._server is None:
             raise RuntimeError("FakeGitLab is not running; call start() first")
         port = self._server.server_address[1]
-        return f"http://127.0.0.1:{port}"
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{port}"
 
     @property
     def issuer(self) -> str:

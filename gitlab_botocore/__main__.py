@@ -1,0 +1,7 @@
+"""``python -m gitlab_botocore``: the same as the ``gitlab-botocore`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

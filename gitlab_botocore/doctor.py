@@ -1,0 +1,260 @@
+"""``gitlab-botocore doctor``: check, step by step, what the exchange needs in this job.
+
+Each check says what it looked at and, when it fails, what to change. Nothing
+here prints or logs the token.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+
+from .exceptions import GitLabOIDCError
+from .id_token import EnvironmentTokenSource, IdToken
+from .settings import EnvVar, Settings
+
+HTTP_TIMEOUT_SECONDS = 5.0
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+_DER = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the checklist. ``ok`` is ``None`` when the check could not run."""
+
+    name: str
+    ok: bool | None
+    detail: str
+
+
+def how_found(token: IdToken, settings: Settings | None) -> str:
+    """Why this variable was chosen, in the order the library looks."""
+    if settings is not None and settings.token_variable == token.variable:
+        return "named by the configuration"
+    if token.variable in EnvironmentTokenSource.WELL_KNOWN:
+        return "a default name"
+    if token.variable == EnvVar.LEGACY_JOB_JWT:
+        return "the deprecated CI_JOB_JWT_V2; declare id_tokens: instead"
+    return f"its issuer is {EnvVar.CI_SERVER_URL}"
+
+
+def run_checks(
+    settings: Settings | None,
+    settings_error: GitLabOIDCError | None,
+    source: EnvironmentTokenSource,
+    exchange: Any,
+    environ: Mapping[str, str],
+) -> Iterator[Check]:
+    """Yield checks in order; later checks are skipped when what they need is missing.
+
+    ``exchange`` is a zero-argument callable performing the STS exchange (raising
+    :class:`GitLabOIDCError` on failure) and returning a short description.
+    """
+    token: IdToken | None = None
+    try:
+        found = source.get_token()
+    except GitLabOIDCError as error:
+        yield Check("ID token", False, str(error))
+    else:
+        token = found
+        yield Check("ID token", True, f"{found.variable} ({how_found(found, settings)})")
+
+    if token is not None:
+        left = token.seconds_left()
+        yield Check(
+            "Claims",
+            left > 0,
+            f"{token.describe()}; "
+            + (f"{int(left // 60)} min left" if left > 0 else "EXPIRED: " + _expired(token)),
+        )
+        server = (environ.get(EnvVar.CI_SERVER_URL) or "").rstrip("/")
+        issuer = (token.issuer or "").rstrip("/")
+        if not server:
+            yield Check("Issuer", None, f"{EnvVar.CI_SERVER_URL} is not set (not in a GitLab job?)")
+        else:
+            yield Check(
+                "Issuer",
+                issuer == server,
+                f"iss {issuer!r} {'matches' if issuer == server else 'differs from'} "
+                f"{EnvVar.CI_SERVER_URL} {server!r}"
+                + ("" if issuer == server else " (a custom issuer URL, or another instance)"),
+            )
+
+    if settings_error is not None:
+        yield Check("Role", False, str(settings_error))
+    elif settings is None:
+        yield Check(
+            "Role",
+            False,
+            f"no role configured: set {EnvVar.ROLE_ARN} (or pass --role-arn, or gitlab_role_arn "
+            "in the profile)",
+        )
+    else:
+        chain = "".join(f" -> {arn}" for arn in settings.chain_role_arns)
+        yield Check("Role", True, settings.role_arn + chain)
+
+    if token is not None and token.issuer:
+        yield from _issuer_checks(token)
+
+    if token is None or settings is None or token.seconds_left() <= 0:
+        yield Check("STS exchange", None, "skipped: needs a valid token and a role")
+        return
+    try:
+        yield Check("STS exchange", True, exchange())
+    except GitLabOIDCError as error:
+        yield Check("STS exchange", False, str(error))
+
+
+def _expired(token: IdToken) -> str:
+    try:
+        token.ensure_not_expired()
+    except GitLabOIDCError as error:
+        return str(error)
+    return ""
+
+
+def _issuer_checks(token: IdToken) -> Iterator[Check]:
+    issuer = (token.issuer or "").rstrip("/")
+    parts = urlsplit(issuer)
+    if parts.scheme != "https":
+        yield Check(
+            "Discovery document",
+            False,
+            f"issuer {issuer!r} is not an https:// URL; AWS fetches the discovery document "
+            "and keys over HTTPS only",
+        )
+        return
+    try:
+        discovery = _get_json(issuer + DISCOVERY_PATH)
+    except OSError as error:
+        yield Check(
+            "Discovery document",
+            False,
+            f"{issuer}{DISCOVERY_PATH} unreachable from here ({_reason(error)}); AWS must reach "
+            "it from the internet",
+        )
+        yield from _chain_check(parts.hostname or "", parts.port or 443)
+        return
+    yield Check("Discovery document", True, f"{issuer}{DISCOVERY_PATH}")
+    jwks_uri = str(discovery.get("jwks_uri", ""))
+    try:
+        keys = _get_json(jwks_uri).get("keys", [])
+    except (OSError, ValueError) as error:
+        yield Check("Signing keys", False, f"jwks_uri {jwks_uri!r} unreachable ({_reason(error)})")
+    else:
+        kid = _kid(token)
+        kids = [key.get("kid") for key in keys if isinstance(key, dict)]
+        yield Check(
+            "Signing keys",
+            kid in kids,
+            f"{jwks_uri}: {len(kids)} key(s); the token's kid {kid!r} "
+            + ("is" if kid in kids else "is NOT")
+            + " among them",
+        )
+    yield from _chain_check(parts.hostname or "", parts.port or 443)
+
+
+def _kid(token: IdToken) -> str | None:
+    try:
+        kid = jwt.get_unverified_header(token.raw).get("kid")
+    except jwt.PyJWTError:
+        return None
+    return None if kid is None else str(kid)
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code}"
+    if isinstance(error, urllib.error.URLError):
+        return str(error.reason)
+    return str(error) or type(error).__name__
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    if not url.startswith("https://"):
+        raise ValueError(f"not an https:// URL: {url!r}")
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310
+        document = json.loads(response.read().decode("utf-8"))
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    return document
+
+
+def _chain_check(host: str, port: int) -> Iterator[Check]:
+    """The certificate chain as served: leaf first, each issued by the next, no repeats."""
+    try:
+        chain = _served_chain(host, port)
+    except (OSError, ssl.SSLError) as error:
+        yield Check("Certificate chain", False, f"TLS connection to {host}:{port} failed: {error}")
+        return
+    if chain is None:
+        yield Check("Certificate chain", None, "not checked: needs Python 3.10+ and cryptography")
+        return
+    problem = chain_problem(chain)
+    yield Check(
+        "Certificate chain",
+        problem is None,
+        problem or f"{len(chain)} certificate(s), served in order",
+    )
+
+
+def _served_chain(host: str, port: int) -> list[bytes] | None:
+    context = ssl.create_default_context()
+    # We want to see the chain exactly as served, even if it does not verify.
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = socket.create_connection((host, port), timeout=HTTP_TIMEOUT_SECONDS)
+    with context.wrap_socket(connection, server_hostname=host) as tls:
+        # Public from Python 3.13; the same method exists privately from 3.10.
+        getter = getattr(tls, "get_unverified_chain", None) or getattr(
+            tls._sslobj,  # type: ignore[attr-defined]
+            "get_unverified_chain",
+            None,
+        )
+        if getter is None:
+            return None
+        certificates = getter() or []
+    return [
+        cert if isinstance(cert, bytes) else cert.public_bytes(_DER)  # 3.10-3.12 give objects
+        for cert in certificates
+    ]
+
+
+def chain_problem(chain: list[bytes]) -> str | None:
+    """What is wrong with a served chain (DER certificates, as sent), or ``None``."""
+    try:
+        from cryptography import x509
+    except ImportError:
+        return None
+    if len(set(chain)) != len(chain):
+        return "the chain contains the same certificate twice; serve each once"
+    certificates = [x509.load_der_x509_certificate(der) for der in chain]
+    names = [cert.subject.rfc4514_string() for cert in certificates]
+    try:
+        leaf_is_ca = certificates[0].extensions.get_extension_for_class(x509.BasicConstraints)
+        if leaf_is_ca.value.ca:
+            return (
+                f"the chain starts with a CA certificate ({names[0]}), not the server's own; "
+                "serve leaf, intermediate, root in that order"
+            )
+    except x509.ExtensionNotFound:
+        pass
+    for index in range(len(certificates) - 1):
+        if certificates[index].issuer != certificates[index + 1].subject:
+            return (
+                f"certificate {index + 2} ({names[index + 1]}) did not issue certificate "
+                f"{index + 1} ({names[index]}): the chain is out of order or has an extra "
+                "certificate. Serve leaf, intermediate, root in that order (AWS then says "
+                "'Could not connect to openid configuration of provider')"
+            )
+    return None
