@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Callable
@@ -89,6 +91,7 @@ class RefreshingCredentials(DeferredRefreshableCredentials):  # type: ignore[mis
         self._description = description
         self._current: _Generation | None = None
         self._fetch_lock = threading.Lock()  # held for the whole of a fetch
+        _LIVE.add(self)
         self._fetches = 0  # completed fetch attempts, to spot one that ended while we waited
         self._last_error: BaseException | None = None
         self._failures = 0
@@ -124,6 +127,17 @@ class RefreshingCredentials(DeferredRefreshableCredentials):  # type: ignore[mis
         """When the current credentials expire (``None`` before the first fetch)."""
         current = self._current
         return current.issued.expiration if current else None
+
+    def get_issued_credentials(self) -> IssuedCredentials:
+        """The current keys with their expiry, as one consistent value.
+
+        Fetches or refreshes first, as reading any attribute does, so it may wait for STS.
+        """
+        self._refresh()
+        current = self._current
+        if current is None:  # _refresh() raises rather than leave none
+            raise RuntimeError("no credentials after a refresh")
+        return current.issued
 
     def _start_background_refresh(self, now: float) -> None:
         if now < self._retry_after or not self._fetch_lock.acquire(blocking=False):
@@ -200,6 +214,19 @@ class RefreshingCredentials(DeferredRefreshableCredentials):  # type: ignore[mis
         current = self._current
         state = f"expires={current.issued.expiration.isoformat()}" if current else "not fetched"
         return f"<RefreshingCredentials method={self.method!r} {self._description} {state}>"
+
+
+_LIVE: weakref.WeakSet[RefreshingCredentials] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A refresh thread of the parent may hold a lock; the child has no such thread.
+    for credentials in list(_LIVE):
+        credentials._fetch_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class SharedCredentials:

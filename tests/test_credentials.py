@@ -7,6 +7,7 @@ time together with time-machine, so expiries are real and nobody waits for real.
 from __future__ import annotations
 
 import datetime
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -191,3 +192,38 @@ def test_failed_refresh_at_the_end_raises(clock: time_machine.Traveller, aws: Fa
     clock.shift(460)  # 40 s before expiry: too close to hand out
     with pytest.raises(STSError, match="AccessDenied"):
         access_key(credentials)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_is_not_blocked_by_the_parents_refresh(
+    clock: time_machine.Traveller, aws: FakeAWS
+) -> None:
+    credentials = boto3.Session().get_credentials()
+    first = access_key(credentials)
+    aws.sts.set_latency(3)  # the parent's background refresh holds its lock meanwhile
+    clock.shift(2750)
+    assert access_key(credentials) == first
+    wait_for(refresh_in_flight)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: past the point where it must refresh itself
+        try:
+            clock.shift(400)
+            os.write(write_end, access_key(credentials).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        deadline = time.monotonic() + 20
+        while (finished := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the child hung on a lock held by the parent's refresh thread")
+            time.sleep(0.05)
+        child_key = os.read(read_end, 100).decode()
+    finally:
+        os.close(read_end)
+    assert os.WEXITSTATUS(finished[1]) == 0
+    assert child_key.startswith("ASIA")
+    assert child_key != first

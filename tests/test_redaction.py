@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 import gitlab_botocore
+from gitlab_botocore.testing.sts import Fault, FakeAWS
 
 from .conftest import Job
 
@@ -51,3 +52,20 @@ def test_errors_do_not_contain_the_token(job: Job) -> None:
         boto3.Session().get_credentials()
     assert raw.split(".")[2] not in str(caught.value)
     assert raw.split(".")[0] not in str(caught.value)
+
+
+def test_failure_paths_at_debug_log_no_secret(
+    job: Job, aws: FakeAWS, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw_token = job.variables["GITLAB_OIDC_TOKEN"]
+    aws.sts.inject(Fault.throttling(), Fault.idp_communication_error())
+    with caplog.at_level(logging.DEBUG):
+        credentials = boto3.Session().get_credentials()
+        frozen = credentials.get_frozen_credentials()  # after two retried failures
+        job.token(project_path="other/project")
+        with pytest.raises(gitlab_botocore.AccessDeniedError) as refused:
+            boto3.Session().get_credentials().get_frozen_credentials()
+    captured = [record.getMessage() for record in caplog.records] + [str(refused.value)]
+    assert any("retrying in" in line for line in captured)
+    for secret in (raw_token, job.variables["GITLAB_OIDC_TOKEN"], frozen.secret_key, frozen.token):
+        assert not [line for line in captured if secret in line]
