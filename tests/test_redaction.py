@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 import gitlab_botocore
-from gitlab_botocore.testing.sts import Fault, FakeAWS
+from gitlab_botocore.testing.sts import FakeAWS, Fault
 
 from .conftest import Job
 
