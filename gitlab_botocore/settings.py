@@ -227,11 +227,11 @@ def _configured_sts_endpoint(
     environ: Mapping[str, str], profile_config: Mapping[str, Any], full_config: Mapping[str, Any]
 ) -> str | None:
     """The STS endpoint botocore's clients would use from the environment or config file."""
+    if environ.get(EnvVar.IGNORE_CONFIGURED_ENDPOINT_URLS, "").lower() == "true":
+        return None  # botocore then ignores both the environment and the config file
     for name in (EnvVar.ENDPOINT_URL_STS, EnvVar.ENDPOINT_URL):
         if environ.get(name):
             return environ[name]
-    if environ.get(EnvVar.IGNORE_CONFIGURED_ENDPOINT_URLS, "").lower() == "true":
-        return None
     services_name = profile_config.get(ProfileKey.SERVICES)
     if services_name:
         services = full_config.get("services", {}).get(services_name, {})
