@@ -210,7 +210,12 @@ def cmd_doctor(context: _Context, out: TextIO) -> int:
 
 
 def cmd_trust_policy(context: _Context, out: TextIO) -> int:
-    from .trust_policy import check_trust_policy, policy_for_token, provider_host
+    from .trust_policy import (
+        UnenforceableConditionError,
+        check_trust_policy,
+        policy_for_token,
+        provider_host,
+    )
 
     args = context.args
     token = context.token()
@@ -223,14 +228,17 @@ def cmd_trust_policy(context: _Context, out: TextIO) -> int:
             setting="--account-id",
         )
     if args.check is None:
-        policy = policy_for_token(
-            token.claims,
-            account_id=account,
-            ref=args.ref,
-            ref_type=args.ref_type,
-            any_branch=args.any_branch,
-            protected_only=args.protected_only,
-        )
+        try:
+            policy = policy_for_token(
+                token.claims,
+                account_id=account,
+                ref=args.ref,
+                ref_type=args.ref_type,
+                any_branch=args.any_branch,
+                protected_only=args.protected_only,
+            )
+        except UnenforceableConditionError as error:
+            raise ConfigurationError(str(error), setting="--protected-only") from None
         json.dump(policy, out, indent=2)
         out.write("\n")
         return EXIT_OK
@@ -314,7 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     trust.add_argument("--ref", help="admit this ref instead of the job's")
     trust.add_argument("--ref-type", choices=["branch", "tag"], help="admit this ref type")
     trust.add_argument("--any-branch", action="store_true", help="admit every branch")
-    trust.add_argument("--protected-only", action="store_true", help="admit protected refs only")
+    trust.add_argument(
+        "--protected-only",
+        action="store_true",
+        help="explains why AWS cannot restrict a role to protected refs, and what to do",
+    )
     trust.add_argument("--check", metavar="FILE", help="explain whether FILE admits this job")
     trust.add_argument("--json", action="store_true", help="machine-readable --check output")
     return parser

@@ -8,7 +8,6 @@ the token.
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
 from .exceptions import (
     TROUBLESHOOTING_URL,
@@ -20,6 +19,7 @@ from .exceptions import (
 )
 from .id_token import JOB_TIMEOUT_HINT, IdToken
 from .settings import EnvVar, Settings
+from .trust_policy import provider_host
 
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "IDPRejectedClaim"})
 TOKEN_CODES = frozenset({"InvalidIdentityToken", "ExpiredTokenException"})
@@ -32,14 +32,6 @@ REQUEST_CODES = frozenset(
     }
 )
 VERIFICATION_KEY_PHRASE = "retrieve verification key"
-
-
-def provider_host(issuer: str | None) -> str:
-    """The IAM OIDC provider's name for an issuer: its URL without the scheme."""
-    if not issuer:
-        return "<issuer>"
-    parts = urlsplit(issuer)
-    return (parts.netloc + parts.path).rstrip("/") or issuer
 
 
 def sts_refusal(
@@ -142,8 +134,9 @@ def _access_denied(token: IdToken, settings: Settings) -> list[str]:
         f".gitlab-ci.yml (this token: {aud});",
         f"  - no IAM OIDC identity provider for {host} in account {account}, the role's "
         "account (the Federated principal must name it);",
-        f"  - conditions limiting the role to protected refs or to branches/tags: this job "
-        f"runs on a {ref_type} with ref_protected={protected}.",
+        f"  - a sub pattern for branches while this job runs on a {ref_type}, or the reverse;",
+        f"  - conditions on other claims, such as {host}:ref_protected (this job: "
+        f"{protected}): AWS evaluates only sub and aud for GitLab, so they never hold.",
     ]
     return lines
 

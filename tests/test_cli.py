@@ -331,9 +331,9 @@ def test_trust_policy_for_this_job(job: Job) -> None:
     assert statement["Principal"]["Federated"] == (
         f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{host}"
     )
-    assert statement["Condition"]["StringEquals"][f"{host}:sub"] == (
+    assert statement["Condition"]["StringEquals"][f"{host}:sub"] == [
         "project_path:mygroup/myproject:ref_type:branch:ref:main"
-    )
+    ]
     assert "StringLike" not in statement["Condition"]
 
 
@@ -342,9 +342,17 @@ def test_trust_policy_any_branch_uses_string_like(job: Job) -> None:
     assert result.returncode == 0, result.stderr
     condition = json.loads(result.stdout)["Statement"][0]["Condition"]
     host = job.gitlab.issuer.split("://", 1)[1]
-    assert condition["StringLike"][f"{host}:sub"] == (
+    assert condition["StringLike"][f"{host}:sub"] == [
         "project_path:mygroup/myproject:ref_type:branch:ref:*"
-    )
+    ]
+
+
+def test_trust_policy_protected_only_explains_the_aws_limit(job: Job) -> None:
+    result = run("trust-policy", "--protected-only")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert "protected" in result.stderr
 
 
 def test_trust_policy_check(job: Job, tmp_path: Path) -> None:

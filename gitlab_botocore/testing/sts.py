@@ -29,6 +29,14 @@ from xml.sax.saxutils import escape
 
 import jwt
 
+from gitlab_botocore.trust_policy import (
+    _as_list,
+    _as_string,
+    condition_context,
+    condition_holds,
+    trust_policy_allows,
+)
+
 __all__ = [
     "ACCESS_DENIED",
     "DROPPED_CONNECTION",
@@ -182,129 +190,9 @@ def error_body(code: str, message: str, status: int, request_id: str) -> bytes:
     ).encode()
 
 
-# -- trust policy evaluation -------------------------------------------------------------
-
-
-def _wildcard(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
-    """Compile an IAM ``*``/``?`` pattern; nothing else is special."""
-    parts = [".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern]
-    return re.compile("".join(parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
-
-
-def _as_list(value: object) -> list[object]:
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
-
-
-def _as_string(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _value_matches(base: str, actual: str, expected: str) -> bool:
-    if base == "StringEquals":
-        return actual == expected
-    if base == "StringEqualsIgnoreCase":
-        return actual.lower() == expected.lower()
-    if base == "StringLike":
-        return _wildcard(expected).fullmatch(actual) is not None
-    raise ValueError(base)
-
-
-_POSITIVE = {
-    "StringEquals": "StringEquals",
-    "StringNotEquals": "StringEquals",
-    "StringEqualsIgnoreCase": "StringEqualsIgnoreCase",
-    "StringNotEqualsIgnoreCase": "StringEqualsIgnoreCase",
-    "StringLike": "StringLike",
-    "StringNotLike": "StringLike",
-}
-
-
-def condition_holds(operator: str, expected: object, values: list[str] | None) -> bool:
-    """Evaluate one IAM condition operator for one key; ``values`` is ``None`` when absent."""
-    qualifier = ""
-    for prefix in ("ForAnyValue:", "ForAllValues:"):
-        if operator.startswith(prefix):
-            qualifier, operator = prefix, operator[len(prefix) :]
-    if_exists = operator.endswith("IfExists")
-    if if_exists:
-        operator = operator[: -len("IfExists")]
-    wanted = [_as_string(item) for item in _as_list(expected)]
-
-    if operator == "Null":
-        return any((w.lower() == "true") == (values is None) for w in wanted)
-    base = _POSITIVE.get(operator)
-    if base is None:
-        logger.warning("Unsupported condition operator %r treated as not satisfied", operator)
-        return False
-    negated = base != operator
-    if values is None:
-        # IAM: an absent key fails a positive test but satisfies a negated or for-all one.
-        return if_exists or negated or qualifier == "ForAllValues:"
-
-    def hit(actual: str) -> bool:
-        return any(_value_matches(base, actual, w) for w in wanted)
-
-    if qualifier == "ForAllValues:":
-        return all(hit(v) != negated for v in values)
-    if qualifier == "ForAnyValue:":
-        return any(hit(v) != negated for v in values)
-    return any(hit(v) for v in values) != negated
-
-
-def _action_matches(actions: object) -> bool:
-    target = f"sts:{ACTION}"
-    return any(
-        isinstance(a, str) and _wildcard(a, ignore_case=True).fullmatch(target) is not None
-        for a in _as_list(actions)
-    )
-
-
-def _principal_matches(principal: object, provider_arn: str) -> bool:
-    if not isinstance(principal, Mapping):
-        return False
-    return provider_arn in _as_list(principal.get("Federated"))
-
-
-def _conditions_hold(conditions: object, context: Mapping[str, list[str]]) -> bool:
-    if conditions is None:
-        return True
-    if not isinstance(conditions, Mapping):
-        return False
-    for operator, tests in conditions.items():
-        if not isinstance(tests, Mapping):
-            return False
-        for key, expected in tests.items():
-            if not condition_holds(str(operator), expected, context.get(str(key).lower())):
-                return False
-    return True
-
-
-def trust_policy_allows(
-    policy: Mapping[str, Any], provider_arn: str, context: Mapping[str, list[str]]
-) -> bool:
-    """Whether ``policy`` lets this provider's token assume the role.
-
-    ``context`` maps lower-cased condition keys to their values. A matching Deny wins.
-    """
-    allowed = False
-    for statement in _as_list(policy.get("Statement", [])):
-        if not isinstance(statement, Mapping):
-            continue
-        if not (
-            _action_matches(statement.get("Action"))
-            and _principal_matches(statement.get("Principal"), provider_arn)
-            and _conditions_hold(statement.get("Condition"), context)
-        ):
-            continue
-        effect = statement.get("Effect")
-        if effect == "Deny":
-            return False
-        allowed = allowed or effect == "Allow"
-    return allowed
+# -- trust policies ----------------------------------------------------------------------
+# Evaluation lives in gitlab_botocore.trust_policy (condition_holds and trust_policy_allows
+# are re-exported from here); this module only adds a builder for deliberately odd policies.
 
 
 def trust_policy_for(
@@ -675,10 +563,8 @@ class VerifyingSTS:
         policy = role.get("AssumeRolePolicyDocument") or {}
         if isinstance(policy, str):
             policy = json.loads(unquote(policy))
-        context = {
-            f"{provider_url}:{name}".lower(): [_as_string(v) for v in _as_list(value)]
-            for name, value in claims.items()
-        }
+        # Like AWS: of a GitLab token, only sub and aud become condition keys.
+        context = condition_context(claims, provider_url)
         if not trust_policy_allows(policy, provider_arn, context):
             raise STSError("AccessDenied", MSG_NOT_AUTHORIZED, 403)
         duration = params.get("DurationSeconds")
