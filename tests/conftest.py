@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
 
 import gitlab_botocore
+from gitlab_botocore.pytest_plugin import FakeGitLabAWS, GitLabCIJob
 from gitlab_botocore.testing.issuer import FakeGitLab
 from gitlab_botocore.testing.sts import FakeAWS
 
@@ -43,26 +42,23 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 
 
 @pytest.fixture(scope="session")
-def gitlab() -> Iterator[FakeGitLab]:
-    with FakeGitLab() as server:
-        yield server
+def gitlab(fake_gitlab_aws: FakeGitLabAWS) -> FakeGitLab:
+    """The pytest plugin's offline GitLab."""
+    return fake_gitlab_aws.gitlab
 
 
 @pytest.fixture(scope="session")
-def aws_session(gitlab: FakeGitLab) -> Iterator[FakeAWS]:
-    """moto (IAM, S3, ...) behind an STS that verifies tokens as AWS does.
+def aws_session(fake_gitlab_aws: FakeGitLabAWS) -> FakeAWS:
+    """The pytest plugin's moto (IAM, S3, ...) behind an STS that verifies tokens as AWS does.
 
     GitLab is an OIDC provider of the account, and every role the tests use trusts
     the default test project (``mygroup/myproject``) on any ref.
     """
-    with FakeAWS() as aws:
-        provider_arn = aws.create_oidc_provider(gitlab.issuer)
-        policy = aws.trust_policy_for(
-            provider_arn, sub="project_path:mygroup/myproject:*", aud=gitlab.issuer, like=True
+    for name in ROLE_NAMES:
+        fake_gitlab_aws.role(
+            name, sub="project_path:mygroup/myproject:*", max_session_duration=MAX_SESSION_DURATION
         )
-        for name in ROLE_NAMES:
-            aws.create_role(name, policy, max_session_duration=MAX_SESSION_DURATION)
-        yield aws
+    return fake_gitlab_aws.aws
 
 
 @pytest.fixture
@@ -75,43 +71,13 @@ def aws(aws_session: FakeAWS, gitlab: FakeGitLab) -> Iterator[FakeAWS]:
     gitlab.set_delay(0)
 
 
-@dataclass
-class Job:
-    """A GitLab CI job as the library sees it: its variables."""
-
-    gitlab: FakeGitLab
-    monkeypatch: pytest.MonkeyPatch
-    variables: dict[str, str] = field(default_factory=dict)
-
-    def set(self, **variables: Any) -> None:
-        for name, value in variables.items():
-            if value is None:
-                self.monkeypatch.delenv(name, raising=False)
-                self.variables.pop(name, None)
-            else:
-                self.monkeypatch.setenv(name, str(value))
-                self.variables[name] = str(value)
-
-    def token(self, **claims: Any) -> str:
-        """Mint a token for this job and put it in GITLAB_OIDC_TOKEN."""
-        token = self.gitlab.mint(**claims)
-        self.set(GITLAB_OIDC_TOKEN=token)
-        return token
+Job = GitLabCIJob
+"""A GitLab CI job as the library sees it: its variables (``set``, ``token``)."""
 
 
 @pytest.fixture
-def job(gitlab: FakeGitLab, aws: FakeAWS, monkeypatch: pytest.MonkeyPatch) -> Job:
-    """The variables GitLab sets in a job that declares ``id_tokens: GITLAB_OIDC_TOKEN``."""
-    job = Job(gitlab, monkeypatch)
-    job.set(
-        CI_SERVER_URL=gitlab.issuer,
-        CI_PROJECT_ID="42",
-        CI_PIPELINE_ID="1001",
-        CI_JOB_ID="5001",
-        AWS_ROLE_ARN=ROLE_ARN,
-        AWS_ENDPOINT_URL=aws.moto_url,
-        AWS_ENDPOINT_URL_STS=aws.sts_url,
-        AWS_DEFAULT_REGION="us-east-1",
-    )
-    job.token()
-    return job
+def job(gitlab_ci_env: GitLabCIJob, aws: FakeAWS) -> Job:
+    """The plugin's ``gitlab_ci_env`` (a job that declares ``id_tokens: GITLAB_OIDC_TOKEN``),
+    with the ``deploy`` role."""
+    gitlab_ci_env.set(AWS_ROLE_ARN=ROLE_ARN)
+    return gitlab_ci_env

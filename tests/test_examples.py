@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import configparser
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from gitlab_botocore.settings import EnvVar
 from gitlab_botocore.testing.sts import FakeAWS
 
-from .conftest import Job
+from .conftest import ACCOUNT_ID, Job
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -83,6 +87,7 @@ def test_gitlab_ci_example_matches_the_library() -> None:
         EnvVar.GITLAB_OIDC_TOKEN,
         EnvVar.DURATION_SECONDS,
         EnvVar.ROLE_SESSION_NAME,
+        *BOTOCORE_VARIABLES,
     }
     for name, body in jobs.items():
         tokens = body.get("id_tokens", {})
@@ -91,7 +96,12 @@ def test_gitlab_ci_example_matches_the_library() -> None:
             assert token["aud"].startswith("https://")
             assert not token["aud"].endswith("/")
         variables = set(body.get("variables", {}))
-        assert EnvVar.ROLE_ARN in variables
+        profiles = _profiles(body.get("variables", {}))
+        if EnvVar.ROLE_ARN not in variables:  # then profiles of its config file name the roles
+            assert profiles, f"{name} names no role"
+            assert any("gitlab_role_arn" in p for p in profiles.values()), name
+        if "AWS_PROFILE" in variables:
+            assert body["variables"]["AWS_PROFILE"] in profiles
         library_variables = {
             v for v in variables | set(tokens) if v.startswith(("AWS_", "GITLAB_"))
         }
@@ -100,3 +110,120 @@ def test_gitlab_ci_example_matches_the_library() -> None:
             for word in line.split():
                 if word.startswith("examples/"):
                     assert (EXAMPLES.parent / word).exists(), word
+
+
+BOTOCORE_VARIABLES = ("AWS_CONFIG_FILE", "AWS_PROFILE")
+"""Variables that botocore itself reads, and jobs may set."""
+
+
+def _profiles(variables: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The profiles of the AWS config file a job names in AWS_CONFIG_FILE."""
+    path = variables.get("AWS_CONFIG_FILE")
+    if path is None:
+        return {}
+    config = configparser.ConfigParser()
+    assert path.startswith("$CI_PROJECT_DIR/"), path
+    assert config.read(EXAMPLES.parent / path.removeprefix("$CI_PROJECT_DIR/")), path
+    return {
+        section.removeprefix("profile "): dict(config[section]) for section in config.sections()
+    }
+
+
+def _pipeline_job(name: str) -> dict[str, Any]:
+    jobs: dict[str, dict[str, Any]] = yaml.safe_load((EXAMPLES / ".gitlab-ci.yml").read_text())
+    return jobs[name]
+
+
+def run_ci_job(name: str) -> subprocess.CompletedProcess[str]:
+    """Run a job of examples/.gitlab-ci.yml here, with the current (fake) job's variables
+    plus the job's own, and its script minus the ``pip install`` lines."""
+    body = _pipeline_job(name)
+    project_dir = str(EXAMPLES.parent)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "CI_PROJECT_DIR": project_dir,
+        "PYTEST_ADDOPTS": "-p no:cacheprovider",
+    }
+    for variable, value in body.get("variables", {}).items():
+        env[variable] = str(value).replace("$CI_PROJECT_DIR", project_dir)
+    script = [line for line in body["script"] if not line.startswith("pip install")]
+    return subprocess.run(
+        ["/bin/sh", "-ec", "\n".join(script)],
+        cwd=project_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("whoami", "assumed-role/ci-read-only/GitLabRunner-42-1001-5001"),
+        ("aws-cli-env", "assumed-role/ci-read-only/GitLabRunner-42-1001-5001"),
+        ("aws-cli-profile", "ci-read-only-listing"),  # `aws s3 ls` lists the bucket
+        ("pytest-suite", "4 passed"),  # its real-job test runs too: there is a token here
+        ("django-report", "Published s3://my-reports-bucket/reports/pipeline-1001.txt"),
+    ],
+)
+def test_gitlab_ci_job_runs(name: str, expected: str, job: Job, aws: FakeAWS) -> None:
+    # The roles and buckets the jobs name, in the fake account (which is the file's too).
+    job.fake.role("ci-read-only")
+    s3 = aws.client("s3")
+    for bucket in ("ci-read-only-listing", "my-reports-bucket"):
+        s3.create_bucket(Bucket=bucket)
+    result = run_ci_job(name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert expected in result.stdout
+
+
+def test_two_accounts_script_uses_one_role_per_profile(job: Job, aws: FakeAWS) -> None:
+    # Like examples/aws-config, with roles of the fake account.
+    job.config_file.write_text(
+        f"[profile staging]\ngitlab_role_arn = arn:aws:iam::{ACCOUNT_ID}:role/staging\n"
+        f"[profile production]\ngitlab_role_arn = arn:aws:iam::{ACCOUNT_ID}:role/prod\n"
+        "duration_seconds = 900\n"
+    )
+    job.set(AWS_ROLE_ARN=None)
+    s3 = aws.client("s3")
+    for bucket in ("two-accounts-staging", "two-accounts-production"):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket="two-accounts-staging", Key="app.tar.gz", Body=b"build 7")
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "two_accounts.py"),
+            "two-accounts-staging",
+            "two-accounts-production",
+            "app.tar.gz",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    session = "GitLabRunner-42-1001-5001"
+    assert f"staging    account {ACCOUNT_ID} as " in result.stdout
+    assert f":assumed-role/staging/{session}\n" in result.stdout
+    assert f":assumed-role/prod/{session}\n" in result.stdout
+    copied = s3.get_object(Bucket="two-accounts-production", Key="app.tar.gz")
+    assert copied["Body"].read() == b"build 7"
+    calls = sorted((c.role_arn.rsplit("/", 1)[-1], c.duration_seconds) for c in aws.sts.calls)
+    assert calls == [("prod", 900), ("staging", 3600)]
+
+
+def test_example_aws_config_matches_the_library() -> None:
+    profiles = _profiles({"AWS_CONFIG_FILE": "$CI_PROJECT_DIR/examples/aws-config"})
+    for name in ("staging", "production"):
+        assert profiles[name]["gitlab_role_arn"].startswith("arn:aws:iam::")
+        assert "role_arn" not in profiles[name]  # botocore's assume-role provider would claim it
+    assert shlex.split(profiles["gitlab"]["credential_process"]) == [
+        "gitlab-botocore",
+        "credential-process",
+    ]

@@ -1,0 +1,1 @@
+"""The example project's only app: a command that publishes a report to the default storage."""
