@@ -71,6 +71,22 @@ def aws(aws_session: FakeAWS, gitlab: FakeGitLab) -> Iterator[FakeAWS]:
     gitlab.set_delay(0)
 
 
+@pytest.fixture(scope="session")
+def chained_role_arn(aws_session: FakeAWS) -> str:
+    """A role that the ``deploy`` role may assume (``sts:AssumeRole``), for role chaining."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": ROLE_ARN},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    return aws_session.create_role("chained-target", trust)
+
+
 Job = GitLabCIJob
 """A GitLab CI job as the library sees it: its variables (``set``, ``token``)."""
 

@@ -12,29 +12,13 @@ from gitlab_botocore.testing.sts import FakeAWS
 
 from .conftest import ACCOUNT_ID, Job
 
-TARGET = f"arn:aws:iam::{ACCOUNT_ID}:role/chained-target"
 
-
-def ensure_target_role(aws: FakeAWS) -> None:
-    iam = aws.client("iam")
-    if TARGET.rsplit("/", 1)[1] in [r["RoleName"] for r in iam.list_roles()["Roles"]]:
-        return
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:role/deploy"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    aws.create_role("chained-target", trust)
-
-
-def test_chain_role_arns_setting_assumes_roles_in_order(job: Job, aws: FakeAWS) -> None:
-    ensure_target_role(aws)
-    job.set(GITLAB_BOTOCORE_CHAIN_ROLE_ARNS=TARGET, GITLAB_BOTOCORE_DURATION_SECONDS="7200")
+def test_chain_role_arns_setting_assumes_roles_in_order(
+    job: Job, aws: FakeAWS, chained_role_arn: str
+) -> None:
+    job.set(
+        GITLAB_BOTOCORE_CHAIN_ROLE_ARNS=chained_role_arn, GITLAB_BOTOCORE_DURATION_SECONDS="7200"
+    )
     session = boto3.Session()
     arn = session.client("sts").get_caller_identity()["Arn"]
     assert arn == f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/chained-target/GitLabRunner-42-1001-5001"
@@ -46,7 +30,7 @@ def test_chain_role_arns_setting_assumes_roles_in_order(job: Job, aws: FakeAWS) 
     assert 3500 < remaining <= 3600
 
 
-def test_invalid_chain_role_is_a_configuration_error(job: Job) -> None:
-    job.set(GITLAB_BOTOCORE_CHAIN_ROLE_ARNS=f"{TARGET},not-a-role")
+def test_invalid_chain_role_is_a_configuration_error(job: Job, chained_role_arn: str) -> None:
+    job.set(GITLAB_BOTOCORE_CHAIN_ROLE_ARNS=f"{chained_role_arn},not-a-role")
     with pytest.raises(gitlab_botocore.ConfigurationError, match="GITLAB_BOTOCORE_CHAIN_ROLE_ARNS"):
         boto3.Session().get_credentials()

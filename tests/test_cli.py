@@ -145,27 +145,9 @@ def test_whoami_json_via_python_m(job: Job) -> None:
 # -- credential_process with the AWS CLI, and role chaining through source_profile ---------
 
 
-def ensure_chained_role(aws: FakeAWS) -> str:
-    iam = aws.client("iam")
-    name = "cli-chained"
-    if name not in [role["RoleName"] for role in iam.list_roles()["Roles"]]:
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:role/deploy"},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-        aws.create_role(name, trust)
-    return f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
-
-
 @pytest.fixture
-def aws_config(job: Job, aws: FakeAWS, tmp_path: Path) -> Path:
-    chained = ensure_chained_role(aws)
+def aws_config(job: Job, chained_role_arn: str, tmp_path: Path) -> Path:
+    chained = chained_role_arn
     job.set(HOME=str(tmp_path))  # the AWS CLI caches assumed roles under ~/.aws/cli/cache
     config = Path(os.environ["AWS_CONFIG_FILE"])
     config.write_text(
@@ -199,14 +181,14 @@ def test_aws_cli_chains_a_role_through_source_profile(aws_config: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert ":assumed-role/cli-chained/" in json.loads(result.stdout)["Arn"]
+    assert ":assumed-role/chained-target/" in json.loads(result.stdout)["Arn"]
 
 
 def test_boto3_chains_a_role_through_source_profile(aws_config: Path) -> None:
     import boto3
 
     arn = boto3.Session(profile_name="deploy-target").client("sts").get_caller_identity()["Arn"]
-    assert ":assumed-role/cli-chained/" in arn
+    assert ":assumed-role/chained-target/" in arn
 
 
 # -- doctor -------------------------------------------------------------------------------
