@@ -14,9 +14,10 @@ from typing import Any
 
 from botocore.credentials import CredentialProvider
 
+from .cache import CredentialCache, cache_key
 from .credentials import RefreshingCredentials, SharedCredentials
 from .exceptions import TokenNotFoundError
-from .exchange import IssuedCredentials, STSExchange
+from .exchange import ClientFactory, IssuedCredentials, STSExchange
 from .id_token import EnvironmentTokenSource, TokenSource
 from .settings import METHOD, settings_for_session
 
@@ -43,11 +44,14 @@ class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
         session: Any,
         overrides: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
+        create_client: ClientFactory | None = None,
     ) -> None:
+        """``create_client`` makes the STS client; it defaults to ``session.create_client``."""
         super().__init__()
         self._session = session
         self._overrides = dict(overrides or {})
         self._environ = os.environ if environ is None else environ
+        self._create_client = create_client or session.create_client
 
     def load(self) -> RefreshingCredentials | None:
         settings = settings_for_session(self._session, self._overrides, self._environ)
@@ -64,7 +68,7 @@ class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
             logger.debug("Role %s configured but no GitLab ID token found.", settings.role_arn)
             return None
         token.ensure_not_expired()
-        exchange = STSExchange(settings, self._session.create_client)
+        exchange = STSExchange(settings, self._create_client)
         # The token is part of the key (hashed): a different token is a different identity.
         key = (settings, hashlib.sha256(token.raw.encode()).hexdigest())
         return shared_credentials.get_or_create(
@@ -78,7 +82,12 @@ class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
 
 
 def _fetch(source: TokenSource, exchange: STSExchange) -> IssuedCredentials:
-    """Read the token afresh (it may have changed) and exchange it."""
+    """Read the token afresh (it may have changed) and exchange it, through the
+    cross-process cache when ``GITLAB_BOTOCORE_CACHE`` turns it on."""
     token = source.get_token()
     token.ensure_not_expired()
-    return exchange.assume_role(token)
+    settings = exchange.settings
+    if settings.cache_dir is None:
+        return exchange.assume_role(token)
+    cache = CredentialCache(settings.cache_dir)
+    return cache.get_or_fetch(cache_key(settings, token), lambda: exchange.assume_role(token))
