@@ -11,13 +11,14 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+
+from ._server import LocalServer
 
 __all__ = ["FakeGitLab", "gitlab_claims"]
 
@@ -174,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Keep test output clean; FakeGitLab.requests records the traffic instead."""
 
 
-class FakeGitLab:
+class FakeGitLab(LocalServer):
     """A local HTTP server that serves GitLab's OIDC discovery and JWKS and mints ID tokens.
 
     Use as a context manager or call ``start()``/``stop()``. The issuer defaults to the
@@ -184,6 +185,7 @@ class FakeGitLab:
     def __init__(
         self, *, issuer: str | None = None, ssl_context: ssl.SSLContext | None = None
     ) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self._issuer = issuer
         self._ssl_context = ssl_context
@@ -191,60 +193,20 @@ class FakeGitLab:
         self._requests: list[str] = []
         self._down = False
         self._delay = 0.0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------
-
-    def start(self) -> FakeGitLab:
-        """Bind a free port on 127.0.0.1 and serve from a daemon thread."""
-        if self._server is not None:
-            raise RuntimeError("FakeGitLab is already running")
+    def _make_server(self) -> ThreadingHTTPServer:
         server = _Server(self)
         if self._ssl_context is not None:
             server.socket = self._ssl_context.wrap_socket(server.socket, server_side=True)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.01},
-            name="FakeGitLab",
-            daemon=True,
-        )
-        thread.start()
-        self._server, self._thread = server, thread
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; calling it again does nothing."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join()
-
-    def __enter__(self) -> FakeGitLab:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return server
 
     # -- addresses -----------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         """The base URL being served, e.g. ``http://127.0.0.1:54321`` (https with TLS)."""
-        if self._server is None:
-            raise RuntimeError("FakeGitLab is not running; call start() first")
-        port = self._server.server_address[1]
         scheme = "https" if self._ssl_context is not None else "http"
-        return f"{scheme}://127.0.0.1:{port}"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def issuer(self) -> str:

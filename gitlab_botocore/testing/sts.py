@@ -29,6 +29,7 @@ from xml.sax.saxutils import escape
 
 import jwt
 
+from gitlab_botocore.testing._server import LocalServer
 from gitlab_botocore.trust_policy import (
     _as_list,
     _as_string,
@@ -320,7 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Keep test output clean; VerifyingSTS.calls records the interesting traffic."""
 
 
-class VerifyingSTS:
+class VerifyingSTS(LocalServer):
     """An STS endpoint on 127.0.0.1 that verifies web identity tokens and delegates to moto.
 
     ``moto_url`` is a running moto server; its IAM holds the OIDC providers and roles.
@@ -330,6 +331,7 @@ class VerifyingSTS:
     def __init__(self, moto_url: str, *, fetch_timeout: float = 5.0) -> None:
         import boto3
 
+        super().__init__()
         self.moto_url = moto_url.rstrip("/")
         self.fetch_timeout = fetch_timeout
         # Explicit keys keep every credential chain (ours included) out of the picture.
@@ -343,54 +345,14 @@ class VerifyingSTS:
         self._faults: collections.deque[Fault] = collections.deque()
         self._latency = 0.0
         self._calls: list[AssumeRoleCall] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> VerifyingSTS:
-        """Bind a free port and serve from a daemon thread."""
-        if self._server is not None:
-            raise RuntimeError("VerifyingSTS is already running")
-        server = _Server(self)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.01},
-            name="VerifyingSTS",
-            daemon=True,
-        )
-        thread.start()
-        self._server, self._thread = server, thread
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; calling it again does nothing."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join()
-
-    def __enter__(self) -> VerifyingSTS:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _make_server(self) -> ThreadingHTTPServer:
+        return _Server(self)
 
     @property
     def url(self) -> str:
         """The endpoint URL to give STS clients."""
-        if self._server is None:
-            raise RuntimeError("VerifyingSTS is not running; call start() first")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     # -- observation and faults ------------------------------------------------------------
 
