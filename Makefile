@@ -1,5 +1,6 @@
 # Everything a fresh clone needs, with only Python 3 and make:
-#   make test   create .venv, install, lint, type-check, run the tests
+#   make test   create .venv, install, lint, type-check, run the tests, then the matrix
+#   make matrix the tests on the oldest and newest botocore and on aiobotocore (noxfile.py)
 #   make demo   offline end-to-end demo (local GitLab-like issuer + local STS)
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: all test lint typecheck pytest demo bench clean
+.PHONY: all test lint typecheck pytest matrix demo bench clean
 
 all: test
 
@@ -20,6 +21,7 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint examples/aws/cloudformation.yaml
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -27,7 +29,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# Each session has its own virtualenv under .nox/, reused by later runs.
+matrix: $(STAMP)
+	$(BIN)/nox
+
+test: lint typecheck pytest matrix
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
@@ -36,4 +42,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .nox build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -99,9 +99,6 @@ def register(
 
 
 def _initialize_session(session: Any) -> None:
-    if type(session).__module__.startswith("aiobotocore"):
-        # aiobotocore awaits provider.load(); a synchronous provider would break it.
-        return
     try:
         _wrap_credential_provider(session, {})
     except Exception:  # botocore would let this break every session
@@ -118,14 +115,26 @@ def _wrap_credential_provider(session: Any, overrides: dict[str, Any]) -> None:
             else botocore.credentials.create_credential_resolver(session)
         )
         try:
-            from .provider import GitLabOIDCProvider
+            provider: Any
+            if _is_aiobotocore(session):
+                # aiobotocore awaits provider.load(): it needs the asynchronous provider.
+                from .aio import GitLabOIDCAioProvider
 
-            _insert(resolver, GitLabOIDCProvider(session, overrides))
+                provider = GitLabOIDCAioProvider(session, overrides)
+            else:
+                from .provider import GitLabOIDCProvider
+
+                provider = GitLabOIDCProvider(session, overrides)
+            _insert(resolver, provider)
         except Exception:
             logger.warning("gitlab-botocore could not add its provider.", exc_info=True)
         return resolver
 
     session.lazy_register_component("credential_provider", build_resolver)
+
+
+def _is_aiobotocore(session: Any) -> bool:
+    return any(cls.__module__.startswith("aiobotocore.") for cls in type(session).__mro__)
 
 
 def _insert(resolver: Any, provider: Any) -> None:

@@ -49,6 +49,8 @@ SESSION_NAME = "GitLabRunner-42-1001-5001"
 
 
 def test_cfn_lint_passes() -> None:
+    if sys.version_info < (3, 10):  # moto's older cfn-lint there has other rules
+        pytest.skip("the dev extra's cfn-lint (1.58) needs Python 3.10+")
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
     assert cfn_lint.exists(), "cfn-lint is part of the dev extra: pip install -e '.[dev]'"
     result = subprocess.run(
@@ -157,7 +159,10 @@ def deploy(iam: Any, parameters: dict[str, str]) -> Stack:
     provider = rendering.resource("GitLabProvider")
     if provider is not None:
         created = iam.create_open_id_connect_provider(
-            Url=provider["Url"], ClientIDList=provider["ClientIdList"]
+            Url=provider["Url"],
+            ClientIDList=provider["ClientIdList"],
+            # Optional for AWS today, but required by the IAM model of older botocore.
+            ThumbprintList=provider.get("ThumbprintList") or ["0" * 40],
         )
         rendering.refs["GitLabProvider"] = created["OpenIDConnectProviderArn"]
     role = rendering.resource("Role")

@@ -340,7 +340,6 @@ class VerifyingSTS(LocalServer):
             aws_secret_access_key=DUMMY_SECRET_KEY,
             region_name=REGION,
         ).client("iam", endpoint_url=self.moto_url, region_name=REGION)
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self._lock = threading.Lock()
         self._faults: collections.deque[Fault] = collections.deque()
         self._latency = 0.0
@@ -551,7 +550,10 @@ class VerifyingSTS(LocalServer):
         if urlsplit(url).scheme not in ("http", "https"):
             raise STSError("InvalidIdentityToken", MSG_VERIFICATION_KEY)
         try:
-            with self._opener.open(url, timeout=self.fetch_timeout) as response:
+            # A new opener per fetch: from Python 3.13 an HTTPS handler loads the trusted CAs
+            # (SSL_CERT_FILE, ...) when it is built, and tests change them as they go.
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(url, timeout=self.fetch_timeout) as response:
                 document = json.load(response)
         except (OSError, ValueError, urllib.error.URLError) as error:
             logger.debug("Fetching %s failed: %s", url, error)

@@ -1,0 +1,125 @@
+"""The provider for aiobotocore sessions.
+
+aiobotocore runs botocore's session initializers, so ``import gitlab_botocore`` reaches
+its sessions too, but its resolver awaits ``provider.load()``. This provider decides
+exactly as the synchronous one does (same settings, same token, same errors) and hands
+out aiobotocore's refreshable credentials backed by the process-wide shared credentials:
+the sync and async paths of a process make one STS call per credential lifetime.
+
+Nothing loop-bound is shared. Each session gets its own aiobotocore credentials (with
+aiobotocore's lock); they read the shared, thread-safe credentials inline while those
+are fresh, and from a worker thread when reading them may wait for STS, so the event
+loop never blocks. Any number of event loops, one after another or in several threads,
+can use them. The STS client comes from a private plain botocore session, because
+aiobotocore's clients cannot be used from a thread without a loop.
+
+Loaded only when an aiobotocore session first resolves credentials; the core never
+imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping
+from typing import Any, Callable
+
+import botocore.session
+from aiobotocore.credentials import AioDeferredRefreshableCredentials
+from botocore.credentials import CredentialProvider
+
+from .credentials import RefreshingCredentials
+from .exchange import ClientFactory
+from .provider import GitLabOIDCProvider
+from .settings import METHOD
+
+__all__ = ["GitLabOIDCAioProvider"]
+
+
+class GitLabOIDCAioProvider(CredentialProvider):  # type: ignore[misc]
+    """The asynchronous twin of :class:`~gitlab_botocore.provider.GitLabOIDCProvider`.
+
+    ``await load()`` returns ``None`` when no role or no token is configured (the chain
+    moves on), raises :class:`~gitlab_botocore.GitLabOIDCError` when the configuration is
+    broken, and otherwise returns aiobotocore refreshable credentials whose first use
+    calls STS. Installed by ``import gitlab_botocore`` or ``register(aio_session, ...)``.
+    """
+
+    METHOD = METHOD
+    CANONICAL_NAME = "custom-gitlab-oidc"
+
+    def __init__(
+        self,
+        session: Any,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self._session = session
+        self._decide = GitLabOIDCProvider(
+            session,
+            overrides,
+            environ,
+            create_client=_plain_client_factory(session),
+        )
+
+    async def load(self) -> Any:
+        # Nothing here waits on the network: settings, the token from the environment, and
+        # the shared registry (the first fetch happens on first use, off the loop).
+        shared = self._decide.load()
+        if shared is None:
+            return None
+        credentials_class, run_in_thread = _async_flavour(self._session)
+
+        async def refresh() -> dict[str, Any]:
+            if shared.refresh_needed():
+                # A first fetch, or a refresh that may wait for STS: not on the loop.
+                metadata: dict[str, Any] = await run_in_thread(lambda: _as_metadata(shared))
+                return metadata
+            return _as_metadata(shared)
+
+        return credentials_class(refresh_using=refresh, method=METHOD)
+
+
+def _as_metadata(shared: RefreshingCredentials) -> dict[str, Any]:
+    """The shared credentials in the shape botocore's refreshable credentials load."""
+    issued = shared.get_issued_credentials()
+    return {
+        "access_key": issued.access_key,
+        "secret_key": issued.secret_key,
+        "token": issued.token,
+        "expiry_time": issued.expiration.isoformat(),
+        "account_id": issued.account_id,
+    }
+
+
+def _plain_client_factory(session: Any) -> ClientFactory:
+    """``create_client`` of a plain botocore session configured like ``session``."""
+
+    def create_client(*args: Any, **kwargs: Any) -> Any:
+        plain = botocore.session.Session()
+        # What code set on the session (profile, config file, CA bundle, ...) applies to
+        # the STS client, as it would to the session's own clients.
+        for name, value in session.instance_variables().items():
+            plain.set_config_variable(name, value)
+        return plain.create_client(*args, **kwargs)
+
+    return create_client
+
+
+ThreadRunner = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+def _async_flavour(session: Any) -> tuple[Any, ThreadRunner]:
+    """aiobotocore's credentials class and a way to run blocking code, for the session's
+    async library: asyncio by default, anyio (and so trio) with the httpx backend."""
+    primitives = getattr(session, "_async_primitives", None)
+    if getattr(primitives, "value", None) == "anyio":
+        import anyio.to_thread
+        from aiobotocore.credentials import AnyioDeferredRefreshableCredentials
+
+        return AnyioDeferredRefreshableCredentials, anyio.to_thread.run_sync
+    return AioDeferredRefreshableCredentials, _asyncio_to_thread
+
+
+async def _asyncio_to_thread(function: Callable[[], Any]) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, function)

@@ -1,0 +1,83 @@
+"""The version matrix: ``nox`` (or ``make matrix``) runs every session below.
+
+* ``oldest``: the floor in pyproject.toml (botocore 1.27.12, boto3 1.24.12) on the
+  oldest supported Python.
+* ``newest``: the newest botocore and boto3 on the newest Python here (3.13 or 3.12,
+  else the one running nox).
+* ``aiobotocore``: aiobotocore with the botocore it pins, its tests and the core tests.
+
+Each session installs ``.[dev]`` and its pins in one resolver run, so pip picks the
+tools (moto, Django, ...) that work with the pinned versions, then runs the tests.
+Arguments after ``--`` go to pytest: ``nox -s oldest -- -x tests/test_provider.py``.
+A session whose Python is missing is skipped, except on CI (``CI`` set), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["oldest", "newest", "aiobotocore"]
+nox.options.default_venv_backend = "venv"
+nox.options.download_python = "never"  # the network reaches package registries only
+nox.options.reuse_venv = "yes"  # pins are re-applied on every run; CI starts from none
+
+OLDEST_PYTHON = "3.9"
+NEWEST_PYTHONS = ("3.13", "3.12")
+AIOBOTOCORE_PYTHON = "3.11"
+OLDEST_PINS = ("botocore==1.27.12", "boto3==1.24.12")
+AIOBOTOCORE_EXTRAS = ("aiobotocore[httpx2]", "trio")  # the anyio backend on trio, too
+
+
+def python(version: str) -> str:
+    """An interpreter for ``version``: pyenv's if it has one, else ``pythonX.Y`` on PATH.
+
+    pyenv's shims answer only for the versions pyenv has selected, so a plain
+    ``python3.9`` may be on PATH and still not run.
+    """
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    found = sorted(
+        root.glob(f"versions/{version}.*/bin/python{version}"),
+        key=lambda path: [int(part) for part in path.parts[-3].split(".") if part.isdigit()],
+    )
+    return str(found[-1]) if found else version
+
+
+def newest_python() -> str | None:
+    """The newest of ``NEWEST_PYTHONS`` that runs here; ``None`` means nox's own Python."""
+    for version in NEWEST_PYTHONS:
+        candidate = python(version)
+        on_path = shutil.which(f"python{version}")
+        if Path(candidate).is_absolute() or (on_path and "shims" not in Path(on_path).parts):
+            return candidate
+    return None
+
+
+def run_tests(session: nox.Session) -> None:
+    session.run("python", "-m", "pip", "list", "--format=freeze", silent=False)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=python(OLDEST_PYTHON))
+def oldest(session: nox.Session) -> None:
+    """The oldest botocore and boto3 the package supports."""
+    session.install("-e", ".[dev]", *OLDEST_PINS)
+    run_tests(session)
+
+
+@nox.session(python=newest_python())
+def newest(session: nox.Session) -> None:
+    """The newest botocore and boto3 on the registry."""
+    session.install("-e", ".[dev]")
+    session.install("--upgrade", "botocore", "boto3")
+    run_tests(session)
+
+
+@nox.session(python=python(AIOBOTOCORE_PYTHON))
+def aiobotocore(session: nox.Session) -> None:
+    """aiobotocore with the botocore (and boto3) it pins."""
+    session.install("-e", ".[dev]", *AIOBOTOCORE_EXTRAS)
+    run_tests(session)
