@@ -359,10 +359,12 @@ def test_constant_latency(aws: FakeAWS, gitlab: FakeGitLab, provider_arn: str) -
     _assume(aws, role_arn, gitlab.mint())
     _assume(aws, role_arn, gitlab.mint())
     assert time.monotonic() - started >= 0.4
+    # After reset() the latency is gone: a wide margin keeps a loaded machine from failing this.
+    aws.sts.set_latency(5)
     aws.sts.reset()
     started = time.monotonic()
     _assume(aws, role_arn, gitlab.mint())
-    assert time.monotonic() - started < 0.2
+    assert time.monotonic() - started < 5
 
 
 def test_dropped_connection(aws: FakeAWS, gitlab: FakeGitLab, provider_arn: str) -> None:
