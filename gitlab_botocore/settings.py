@@ -316,11 +316,16 @@ def _valid_duration(value: Any, source: str) -> int:
     return seconds
 
 
-def _valid_chain(value: Any, source: str) -> tuple[str, ...]:
+def _items(value: Any) -> tuple[str, ...]:
+    """A comma-separated string (or a list) as its non-empty, stripped items."""
     if value is None:
         return ()
     items = value.split(",") if isinstance(value, str) else list(value)
-    return tuple(_valid_role_arn(str(item).strip(), source) for item in items if str(item).strip())
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _valid_chain(value: Any, source: str) -> tuple[str, ...]:
+    return tuple(_valid_role_arn(arn, source) for arn in _items(value))
 
 
 def _cache_dir(override: Any, environ: Mapping[str, str]) -> str | None:
@@ -377,10 +382,7 @@ def _valid_policy(value: Any, source: str) -> str | None:
 
 
 def _valid_policy_arns(value: Any, source: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = value.split(",") if isinstance(value, str) else list(value)
-    arns = tuple(str(item).strip() for item in items if str(item).strip())
+    arns = _items(value)
     bad = [arn for arn in arns if not _POLICY_ARN.match(arn)]
     if bad:
         raise ConfigurationError(
