@@ -38,12 +38,7 @@ def sts_refusal(
     code: str, message: str, token: IdToken, settings: Settings, attempts: int = 1
 ) -> STSError:
     """The exception for an STS error response, with its explanation."""
-    headline = (
-        f"AWS STS refused to let this job assume {settings.role_arn} "
-        f"({code}: {message.strip() or 'no message'})."
-    )
-    if attempts > 1:
-        headline += f" Gave up after {attempts} attempts."
+    headline = _headline(f"this job assume {settings.role_arn}", code, message, attempts)
     if code in ACCESS_DENIED_CODES:
         body, cls = _access_denied(token, settings), AccessDeniedError
     elif code in TOKEN_CODES:
@@ -56,16 +51,16 @@ def sts_refusal(
     return cls(text, code=code, role_arn=settings.role_arn)
 
 
+def _headline(what: str, code: str, message: str, attempts: int) -> str:
+    text = f"AWS STS refused to let {what} ({code}: {message.strip() or 'no message'})."
+    return text + (f" Gave up after {attempts} attempts." if attempts > 1 else "")
+
+
 def chained_refusal(
     code: str, message: str, source_arn: str, role_arn: str, attempts: int = 1
 ) -> STSError:
     """The exception when assuming the next role of a chain (``AssumeRole``) fails."""
-    text = (
-        f"AWS STS refused to let {source_arn} assume the chained role {role_arn} "
-        f"({code}: {message.strip() or 'no message'})."
-    )
-    if attempts > 1:
-        text += f" Gave up after {attempts} attempts."
+    text = _headline(f"{source_arn} assume the chained role {role_arn}", code, message, attempts)
     if code in ACCESS_DENIED_CODES:
         text += (
             f" The trust policy of {role_arn} must allow sts:AssumeRole for "

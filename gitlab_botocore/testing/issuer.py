@@ -118,7 +118,7 @@ def _b64url_uint(value: int) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def _thumbprint(public_key: rsa.RSAPublicKey) -> str:
+def _rfc7638_key_id(public_key: rsa.RSAPublicKey) -> str:
     """Return the RFC 7638 SHA-256 thumbprint of an RSA public key, base64url-encoded."""
     numbers = public_key.public_numbers()
     canonical = json.dumps(
@@ -135,7 +135,7 @@ class _SigningKey:
 
     def __init__(self) -> None:
         self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.kid = _thumbprint(self.private_key.public_key())
+        self.kid = _rfc7638_key_id(self.private_key.public_key())
 
     def public_jwk(self) -> dict[str, object]:
         jwk = cast(
