@@ -7,10 +7,32 @@ from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import TypeVar
 
-_Self = TypeVar("_Self", bound="LocalServer")
+_Self = TypeVar("_Self", bound="StartStop")
+_Server = TypeVar("_Server", bound="LocalServer")
 
 
-class LocalServer:
+class StartStop:
+    """``with thing:`` calls ``start()`` and, on the way out, ``stop()``."""
+
+    def start(self: _Self) -> _Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Self) -> _Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class LocalServer(StartStop):
     """Start/stop (or ``with``) a :class:`ThreadingHTTPServer` made by :meth:`_make_server`."""
 
     def __init__(self) -> None:
@@ -20,7 +42,7 @@ class LocalServer:
     def _make_server(self) -> ThreadingHTTPServer:
         raise NotImplementedError
 
-    def start(self: _Self) -> _Self:
+    def start(self: _Server) -> _Server:
         """Bind a free port on 127.0.0.1 and serve from a daemon thread."""
         if self._server is not None:
             raise RuntimeError(f"{type(self).__name__} is already running")
@@ -45,17 +67,6 @@ class LocalServer:
         server.server_close()
         if thread is not None:
             thread.join()
-
-    def __enter__(self: _Self) -> _Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:

@@ -22,14 +22,13 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, ClassVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 import jwt
 
-from gitlab_botocore.testing._server import LocalServer
+from gitlab_botocore.testing._server import LocalServer, StartStop
 from gitlab_botocore.trust_policy import (
     _as_list,
     _as_string,
@@ -637,7 +636,7 @@ class VerifyingSTS(LocalServer):
 # -- moto plus the verifying front -------------------------------------------------------
 
 
-class FakeAWS:
+class FakeAWS(StartStop):
     """A moto server with a :class:`VerifyingSTS` in front of it.
 
     ``moto_url`` serves IAM, S3 and the rest; ``sts_url`` is the verifying STS. moto keeps
@@ -676,17 +675,6 @@ class FakeAWS:
             sts.stop()
         if moto is not None:
             moto.stop()
-
-    def __enter__(self) -> FakeAWS:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def moto_url(self) -> str:
@@ -744,17 +732,8 @@ class FakeAWS:
         )
         return str(response["Role"]["Arn"])
 
-    @staticmethod
-    def trust_policy_for(
-        provider_arn: str,
-        provider_url: str | None = None,
-        *,
-        sub: str | list[str],
-        aud: str | list[str] | None = None,
-        like: bool = False,
-    ) -> dict[str, Any]:
-        """See :func:`trust_policy_for`."""
-        return trust_policy_for(provider_arn, provider_url, sub=sub, aud=aud, like=like)
+    trust_policy_for = staticmethod(trust_policy_for)
+    """See :func:`trust_policy_for`."""
 
     def _iam_client(self) -> Any:
         if self._iam is None:
