@@ -256,14 +256,19 @@ class CredentialCache:
             return
         try:
             dir_fd = self._open_directory()
-        except _UnsafeDirectoryError as refusal:
+        except (_UnsafeDirectoryError, OSError) as refusal:
+            reason = (
+                refusal.reason
+                if isinstance(refusal, _UnsafeDirectoryError)
+                else f"it cannot be checked ({_describe(refusal)})."
+            )
             _warn_once(
                 self.directory,
                 "directory",
                 "Not using %s as the gitlab-botocore credentials cache: %s The cache is off; "
                 "credentials come from STS.",
                 self.directory,
-                refusal.reason,
+                reason,
             )
             yield None
             return
@@ -403,7 +408,8 @@ class CredentialCache:
                     yield
                     return
                 if stat.S_IMODE(info.st_mode) != ENTRY_MODE:
-                    os.fchmod(fd, ENTRY_MODE)  # a strict umask: keep it usable next time
+                    with contextlib.suppress(OSError):  # a strict umask: keep it usable
+                        os.fchmod(fd, ENTRY_MODE)
                 _acquire(fd)
                 yield
             finally:
@@ -465,7 +471,8 @@ def _why_not_a_directory(parent_fd: int, name: str, error: OSError) -> str:
             "GITLAB_BOTOCORE_CACHE at a directory that no other user or job can create first."
         )
     if not stat.S_ISDIR(info.st_mode):
-        return f"it is {_kind(info)}, not a directory. Point GITLAB_BOTOCORE_CACHE elsewhere."
+        kind = "a file" if stat.S_ISREG(info.st_mode) else _kind(info)
+        return f"it is {kind}, not a directory. Point GITLAB_BOTOCORE_CACHE elsewhere."
     return f"it cannot be opened ({_describe(error)})."
 
 
