@@ -31,9 +31,16 @@ def test_demo_runs_offline() -> None:
         env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
     )
     assert result.returncode == 0, result.stderr
-    assert "assumed-role/demo-deploy/GitLabRunner-42-1001-5001" in result.stdout
-    assert "STS calls            1 for 11 sessions" in result.stdout
-    assert "refused: AccessDeniedError" in result.stdout
+    lines = result.stdout.splitlines()
+    assert (
+        "Identity  arn:aws:sts::123456789012:assumed-role/demo-deploy/GitLabRunner-42-1001-5001"
+        in lines
+    )
+    assert "Sharing   10 more boto3 sessions uploaded to s3://demo-site: 1 STS call in all" in lines
+    assert "renewed in the background, 2 STS calls" in result.stdout
+    assert "Refused   a job of other/project: AccessDeniedError" in lines
+    assert "project_path:other/project:ref_type:branch:ref:main" in result.stdout  # explained
+    assert len(lines) < 25  # a few readable lines
 
 
 def test_deploy_script_uploads_with_the_job_identity(
