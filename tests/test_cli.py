@@ -229,9 +229,9 @@ def aws_config(job: Job, chained_role_arn: str, tmp_path: Path) -> Path:
 
 
 def aws_cli() -> Path:
-    """The AWS CLI from the dev extra; Python 3.9 has no awscli that bundles its botocore."""
+    """The AWS CLI of the dev group; Python 3.9 has no awscli that bundles its botocore."""
     if not (BIN / "aws").exists():
-        pytest.skip("awscli is not installed (the dev extra installs it on Python 3.10+)")
+        pytest.skip("awscli is not installed (the dev group installs it on Python 3.10+)")
     return BIN / "aws"
 
 
