@@ -48,7 +48,7 @@ DOCS = EXAMPLES.parent / "docs"
 TESTED_BLOCK = "<!-- tests/test_examples.py runs this block -->\n```python\n"
 
 
-def tested_block(page: Path) -> str:
+def marked_code_block(page: Path) -> str:
     """The code block of a docs page that follows the marker saying this test runs it."""
     text = page.read_text()
     assert text.count(TESTED_BLOCK) == 1, f"{page.name}: one marked python block expected"
@@ -57,7 +57,7 @@ def tested_block(page: Path) -> str:
 
 def test_the_fixtures_example_of_the_testing_page_runs(tmp_path: Path) -> None:
     # As a user runs it: a file of its own, in an empty directory, with the plugin installed.
-    (tmp_path / "test_publish.py").write_text(tested_block(DOCS / "testing.md"))
+    (tmp_path / "test_publish.py").write_text(marked_code_block(DOCS / "testing.md"))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_publish.py"],
         cwd=tmp_path,
