@@ -279,36 +279,73 @@ def _use_colour(out: TextIO, environ: Mapping[str, str]) -> bool:
 # -- parsing ------------------------------------------------------------------------------
 
 
+def _add_common_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """The settings overrides every command takes, on ``parser``.
+
+    They are added to the main parser (default ``None``) and to each subcommand (default
+    ``SUPPRESS``: absent there, they leave the main parser's value alone), so that they work
+    before and after the command name.
+    """
+    group = parser.add_argument_group("configuration (otherwise: environment and AWS profile)")
+    group.add_argument(
+        "--role-arn", default=default, help="role to assume (default: $AWS_ROLE_ARN, $ROLE_ARN)"
+    )
+    group.add_argument("--token-variable", default=default, help="variable holding the ID token")
+    group.add_argument(
+        "--profile", default=default, help="AWS config profile to read settings from"
+    )
+    group.add_argument(
+        "--duration-seconds", type=int, default=default, help="900 to 43200 (default 3600)"
+    )
+    group.add_argument("--region", default=default, help="STS region")
+    group.add_argument("--session-name", default=default, help="role session name")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("configuration (otherwise: environment and AWS profile)")
-    group.add_argument("--role-arn", help="role to assume (default: $AWS_ROLE_ARN, $ROLE_ARN)")
-    group.add_argument("--token-variable", help="variable holding the ID token")
-    group.add_argument("--profile", help="AWS config profile to read settings from")
-    group.add_argument("--duration-seconds", type=int, help="900 to 43200 (default 3600)")
-    group.add_argument("--region", help="STS region")
-    group.add_argument("--session-name", help="role session name")
+    _add_common_options(common, argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
         prog="gitlab-botocore",
         description="AWS credentials from a GitLab CI/CD job's OIDC ID token.",
-        epilog="Exit codes: 0 success, 1 failure, 2 bad usage.",
+        epilog="Exit codes: 0 success, 1 failure, 2 bad usage. The configuration options "
+        "go before or after COMMAND.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_common_options(parser, None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Callable[[_Context, TextIO], int], help_text: str) -> Any:
+    def add(
+        name: str,
+        handler: Callable[[_Context, TextIO], int],
+        help_text: str,
+        *,
+        secrets_hint: str | None = None,
+    ) -> Any:
+        """``secrets_hint``: the command prints credentials; how to use them unseen."""
         sub = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=handler, secrets_hint=secrets_hint)
         return sub
 
     add(
         "credential-process",
         cmd_credential_process,
         "print credentials as AWS credential_process JSON (for the AWS config file)",
+        secrets_hint="name this command in credential_process of an AWS config profile",
     )
-    env = add("env", cmd_env, "print credentials as environment variables")
-    env.add_argument("--format", choices=["sh", "json", "dotenv"], default="sh")
+    env = add(
+        "env",
+        cmd_env,
+        'print credentials as environment variables: eval "$(gitlab-botocore env)"',
+        secrets_hint='capture them instead: eval "$(gitlab-botocore env)"',
+    )
+    env.add_argument(
+        "--format",
+        choices=["sh", "json", "dotenv"],
+        default="sh",
+        help="sh: export lines for eval (default); json: one object; dotenv: NAME=value lines "
+        "for a .env file (every reader of that file gets the credentials)",
+    )
     whoami = add("whoami", cmd_whoami, "show the identity the job gets (GetCallerIdentity)")
     whoami.add_argument("--json", action="store_true", help="machine-readable output")
     doctor = add("doctor", cmd_doctor, "check everything the exchange needs, step by step")
@@ -332,9 +369,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warn_secrets_on_terminal(command: str, hint: str, out: TextIO) -> None:
+    """Credentials are meant for a pipe, ``eval`` or a file; say so when they would be shown."""
+    if hasattr(out, "isatty") and out.isatty():
+        sys.stderr.write(
+            f"gitlab-botocore {command}: warning: this prints live AWS credentials (secrets) "
+            f"to the terminal; {hint}.\n"
+        )
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.secrets_hint:
+        _warn_secrets_on_terminal(args.command, args.secrets_hint, sys.stdout)
     try:
         context = _Context(args, os.environ if environ is None else environ)
         code: int = args.handler(context, sys.stdout)

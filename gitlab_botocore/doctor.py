@@ -6,6 +6,7 @@ here prints or logs the token.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import ssl
@@ -122,9 +123,32 @@ def _expired(token: IdToken) -> str:
     return ""
 
 
+def is_local_test_issuer(issuer: str) -> bool:
+    """Whether ``issuer`` is plain HTTP on a loopback address: a test issuer (such as the
+    offline fakes of ``gitlab_botocore.testing``) that AWS never sees."""
+    parts = urlsplit(issuer)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "http" or not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _issuer_checks(token: IdToken) -> Iterator[Check]:
     issuer = (token.issuer or "").rstrip("/")
     parts = urlsplit(issuer)
+    if is_local_test_issuer(issuer):
+        yield Check(
+            "Discovery document",
+            None,
+            f"skipped: {issuer!r} is a local test issuer (HTTP on a loopback address); a real "
+            "issuer must serve its discovery document and keys over HTTPS, reachable by AWS",
+        )
+        return
     if parts.scheme != "https":
         yield Check(
             "Discovery document",
