@@ -199,8 +199,13 @@ def _access_denied(token: IdToken, settings: Settings) -> list[str]:
 
 def _broader_sub(components: dict[str, str] | None, host: str) -> list[str]:
     """A ``StringLike`` condition for every ref of this kind, in the token's own sub shape."""
-    if components is None or "ref" not in components:
+    if components is None:
         return []
+    if "ref" not in components:
+        return [
+            f"(this project's sub has no ref: that condition admits every "
+            f"{components['ref_type']} of the project.)"
+        ]
     kind = f"every {components['ref_type']}" if "ref_type" in components else "every ref"
     every_ref = format_sub({**components, "ref": "*"})
     return [
