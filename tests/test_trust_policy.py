@@ -947,3 +947,14 @@ def test_cli_refuses_to_generate_a_look_alike_pattern(job: Job) -> None:
     assert result.stdout == ""
     assert "would also let in branches whose name merely starts with 'main'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_runtime_does_not_import_the_trust_policy_tool() -> None:
+    code = (
+        "import sys, gitlab_botocore, gitlab_botocore.explanations, gitlab_botocore.exchange; "
+        "print(sorted(m for m in sys.modules if m.endswith(('trust_policy', '.cli', '.doctor'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
