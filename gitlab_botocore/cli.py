@@ -211,22 +211,23 @@ def cmd_doctor(context: _Context, out: TextIO) -> int:
 
 def cmd_trust_policy(context: _Context, out: TextIO) -> int:
     from .trust_policy import (
-        UnenforceableConditionError,
         check_trust_policy,
         policy_for_token,
-        provider_host,
+        provider_arn_for,
+        provider_arn_in,
     )
 
     args = context.args
     token = context.token()
-    account = args.account_id or (
-        context.settings.role_arn.split(":")[4] if context.settings else None
-    )
+    role_arn = context.settings.role_arn if context.settings else None
+    account = args.account_id or (role_arn.split(":")[4] if role_arn else None)
     if not account:
         raise ConfigurationError(
             f"Which account? Pass --account-id, or configure the role ({EnvVar.ROLE_ARN}).",
             setting="--account-id",
         )
+    # The partition (aws, aws-us-gov, aws-cn) is the role's: a provider lives beside its role.
+    partition = role_arn.split(":")[1] if role_arn else None
     if args.check is None:
         try:
             policy = policy_for_token(
@@ -236,25 +237,40 @@ def cmd_trust_policy(context: _Context, out: TextIO) -> int:
                 ref_type=args.ref_type,
                 any_branch=args.any_branch,
                 protected_only=args.protected_only,
+                partition=partition or "aws",
             )
-        except UnenforceableConditionError as error:
-            raise ConfigurationError(str(error), setting="--protected-only") from None
+        except ValueError as error:  # also UnenforceableConditionError
+            setting = "--protected-only" if args.protected_only else "--ref"
+            raise ConfigurationError(str(error), setting=setting) from None
         json.dump(policy, out, indent=2)
         out.write("\n")
         return EXIT_OK
     try:
         policy_document = json.loads(Path(args.check).read_text())
+        if not isinstance(policy_document, dict):
+            raise ValueError("not a JSON object")
     except (OSError, ValueError) as error:
         raise ConfigurationError(
             f"Cannot read the trust policy {args.check}: {error}", setting="--check"
         ) from None
-    provider_arn = f"arn:aws:iam::{account}:oidc-provider/{provider_host(token.issuer or '')}"
+    issuer = token.issuer or ""
+    named = provider_arn_in(policy_document, issuer)
+    if (
+        named is not None
+        and named.split(":")[4] == account
+        and partition in (None, named.split(":")[1])
+    ):
+        provider_arn = named
+    else:
+        provider_arn = provider_arn_for(
+            issuer, account, partition=partition or (named.split(":")[1] if named else "aws")
+        )
     report = check_trust_policy(policy_document, token.claims, provider_arn=provider_arn)
-    clean = report.admits and not any(f.severity == "security" for f in report.findings)
     if args.json:
         json.dump(
             {
                 "admits": report.admits,
+                "passed": report.passed,
                 "findings": [
                     {"severity": f.severity, "message": f.message} for f in report.findings
                 ],
@@ -269,7 +285,7 @@ def cmd_trust_policy(context: _Context, out: TextIO) -> int:
         )
         for finding in report.findings:
             out.write(f"  {finding.severity:<8}  {finding.message}\n")
-    return EXIT_OK if clean else EXIT_FAILED
+    return EXIT_OK if report.passed else EXIT_FAILED
 
 
 def _use_colour(out: TextIO, environ: Mapping[str, str]) -> bool:
