@@ -62,12 +62,15 @@ def fake_gitlab_aws() -> Iterator[FakeGitLabAWS]:
         try:
             fake = stack.enter_context(kit.fake_gitlab_and_aws())
         except ImportError as error:
-            pytest.fail(
-                "fake_gitlab_aws needs gitlab-botocore's test kit: "
-                f'pip install "gitlab-botocore[testing]" ({error})',
-                pytrace=False,
-            )
-        yield fake
+            missing = str(error)
+        else:
+            yield fake
+            return
+    pytest.fail(
+        "fake_gitlab_aws needs gitlab-botocore's test kit: "
+        f'pip install "gitlab-botocore[testing]" ({missing})',
+        pytrace=False,
+    )
 
 
 @pytest.fixture
