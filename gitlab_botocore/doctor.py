@@ -22,7 +22,7 @@ import jwt
 
 from .exceptions import GitLabOIDCError
 from .id_token import EnvironmentTokenSource, IdToken
-from .settings import EnvVar, Settings
+from .settings import EnvVar, Settings, resolve_for_session
 
 HTTP_TIMEOUT_SECONDS = 5.0
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -99,19 +99,7 @@ def run_checks(
                 + ("" if issuer == server else " (a custom issuer URL, or another instance)"),
             )
 
-    if settings_error is not None:
-        yield Check("Role", False, str(settings_error))
-    elif settings is None:
-        yield Check(
-            "Role",
-            False,
-            f"no role configured: set {EnvVar.ROLE_ARN} (or pass --role-arn, or gitlab_role_arn "
-            "in the profile)",
-        )
-    else:
-        chain = "".join(f" -> {arn}" for arn in settings.chain_role_arns)
-        yield Check("Role", True, settings.role_arn + chain)
-
+    yield _role_check(settings, settings_error, environ, session)
     yield from _identity_checks(settings, token, source, environ, session)
 
     if token is not None and token.issuer:
@@ -124,6 +112,48 @@ def run_checks(
         yield Check("STS exchange", True, exchange())
     except GitLabOIDCError as error:
         yield Check("STS exchange", False, str(error))
+
+
+def _role_check(
+    settings: Settings | None,
+    settings_error: GitLabOIDCError | None,
+    environ: Mapping[str, str],
+    session: Any,
+) -> Check:
+    if settings_error is not None:
+        return Check("Role", False, str(settings_error))
+    if settings is not None:
+        chain = "".join(f" -> {arn}" for arn in settings.chain_role_arns)
+        return Check("Role", True, settings.role_arn + chain)
+    deferred = _left_to_botocore(environ, session)
+    if deferred is not None:
+        return Check(
+            "Role",
+            True,
+            f"{deferred.role_arn}, left to botocore: {EnvVar.WEB_IDENTITY_TOKEN_FILE} is set, so "
+            "botocore's own web identity provider assumes it with the token in "
+            f"{deferred.defer_to_web_identity_file}, not the GitLab ID token. Unset "
+            f"{EnvVar.WEB_IDENTITY_TOKEN_FILE} (or set {EnvVar.REQUIRE}=1) to use the GitLab "
+            "ID token.",
+            warning=True,
+        )
+    return Check(
+        "Role",
+        False,
+        f"no role configured: set {EnvVar.ROLE_ARN} (or pass --role-arn, or gitlab_role_arn "
+        "in the profile)",
+    )
+
+
+def _left_to_botocore(environ: Mapping[str, str], session: Any) -> Settings | None:
+    """The settings the provider resolves but leaves to ``AWS_WEB_IDENTITY_TOKEN_FILE``."""
+    if session is None or not environ.get(EnvVar.WEB_IDENTITY_TOKEN_FILE):
+        return None
+    try:
+        settings = resolve_for_session(session, {}, environ)
+    except GitLabOIDCError:
+        return None
+    return settings if settings is not None and settings.defer_to_web_identity_file else None
 
 
 def _as_the_provider_looks(
@@ -189,16 +219,6 @@ def _precedence_checks(
             "AWS_ACCESS_KEY_ID is set: static keys in the environment come first in botocore's "
             f"chain, so boto3.Session() uses them, not {settings.role_arn}. Unset "
             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to use the GitLab role.",
-            warning=True,
-        )
-        return
-    if settings.defer_to_web_identity_file:
-        yield Check(
-            "Precedence",
-            True,
-            f"{EnvVar.WEB_IDENTITY_TOKEN_FILE} is set: botocore's own web identity provider "
-            f"assumes {settings.role_arn} with the token in that file, not the GitLab ID token. "
-            f"Unset it (or set {EnvVar.REQUIRE}=1) to use the GitLab ID token.",
             warning=True,
         )
         return
