@@ -47,8 +47,10 @@ def install() -> None:
     try:
         _adopt_boto3_default_session()
     except Exception:  # never let this break the import
-        logger.warning("gitlab-botocore could not add its provider to boto3's default session.")
-        logger.debug("Details:", exc_info=True)
+        logger.warning(
+            "gitlab-botocore could not add its provider to boto3's default session.",
+            exc_info=True,
+        )
 
 
 def uninstall() -> None:
@@ -93,6 +95,9 @@ def register(
     """Add the provider to one session (botocore or boto3), with overrides that win over
     the environment and the config file.
 
+    Each keyword matches a setting (``audiences``: ``GITLAB_BOTOCORE_AUDIENCES``;
+    ``allowed_account_ids``: ``GITLAB_BOTOCORE_ALLOWED_ACCOUNT_IDS``; ``require``:
+    ``GITLAB_BOTOCORE_REQUIRE``; see docs/provider-chain.md).
     Call it before the session's credentials are first used. Invalid overrides raise
     :class:`~gitlab_botocore.ConfigurationError` when credentials are resolved.
     """
