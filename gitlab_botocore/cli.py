@@ -54,7 +54,10 @@ class _Context:
             self.settings, self.settings_error = None, error
         token_variable = self.settings.token_variable if self.settings else args.token_variable
         self.source = EnvironmentTokenSource(
-            token_variable, environ.get(EnvVar.CI_SERVER_URL), environ
+            token_variable,
+            environ.get(EnvVar.CI_SERVER_URL),
+            environ,
+            audiences=self.settings.audiences if self.settings else (),
         )
 
     def token(self) -> IdToken:
@@ -180,7 +183,12 @@ def cmd_doctor(context: _Context, out: TextIO) -> int:
 
     checks = list(
         run_checks(
-            context.settings, context.settings_error, context.source, exchange, context.environ
+            context.settings,
+            context.settings_error,
+            context.source,
+            exchange,
+            context.environ,
+            session=context.session,
         )
     )
     healthy = all(check.ok is not False for check in checks)
@@ -188,7 +196,10 @@ def cmd_doctor(context: _Context, out: TextIO) -> int:
         json.dump(
             {
                 "ok": healthy,
-                "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
+                "checks": [
+                    {"name": c.name, "ok": c.ok, "detail": c.detail, "warning": c.warning}
+                    for c in checks
+                ],
             },
             out,
             indent=2,
@@ -199,7 +210,7 @@ def cmd_doctor(context: _Context, out: TextIO) -> int:
     marks = {True: ("ok", "32"), False: ("FAIL", "31"), None: ("skip", "33")}
     width = max(len(check.name) for check in checks)
     for check in checks:
-        mark, code = marks[check.ok]
+        mark, code = ("warn", "33") if check.warning else marks[check.ok]
         shown = f"\033[{code}m{mark:<4}\033[0m" if colour else f"{mark:<4}"
         first, *rest = check.detail.splitlines() or [""]
         out.write(f"{shown}  {check.name.ljust(width)}  {first}\n")

@@ -201,7 +201,7 @@ def test_gitlab_ci_example_matches_the_library() -> None:
                     assert (EXAMPLES.parent / word).exists(), word
 
 
-BOTOCORE_VARIABLES = ("AWS_CONFIG_FILE", "AWS_PROFILE")
+BOTOCORE_VARIABLES = ("AWS_CONFIG_FILE", "AWS_PROFILE", "AWS_DEFAULT_REGION")
 """Variables that botocore itself reads, and jobs may set."""
 
 
