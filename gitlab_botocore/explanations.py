@@ -19,7 +19,7 @@ from .exceptions import (
     STSRequestError,
     STSUnavailableError,
 )
-from .id_token import JOB_TIMEOUT_HINT, IdToken
+from .id_token import JOB_TIMEOUT_HINT, IdToken, aws_audiences
 from .settings import EnvVar, Settings
 
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "IDPRejectedClaim"})
@@ -254,8 +254,18 @@ def _invalid_token(code: str, message: str, token: IdToken, settings: Settings) 
             "time.",
         ]
     if "audience" in lowered:
+        audience = ", ".join(token.audience) or "none"
+        if not token.has_audience_in(aws_audiences(settings.ci_server_url, settings.audiences)):
+            # Minted for another service (Vault, say): adding it to AWS would let that
+            # service's tokens in too.
+            return [
+                f"The token in {token.variable or 'use'} was minted for another audience "
+                f"({audience}), not for AWS. Declare a separate ID token for AWS under "
+                "id_tokens: in .gitlab-ci.yml whose 'aud:' is an audience (client ID) of the "
+                f"IAM OIDC provider for {host} in account {account}, and use that one.",
+            ]
         return [
-            f"The token's audience ({', '.join(token.audience) or 'none'}) is not an audience "
+            f"The token's audience ({audience}) is not an audience "
             f"(client ID) of the IAM OIDC provider for {host} in account {account}. Add it to "
             "the provider, or change 'aud:' under id_tokens: in .gitlab-ci.yml to one the "
             "provider lists.",

@@ -223,6 +223,16 @@ def test_wrong_audience_is_explained(job: Job) -> None:
     assert "change 'aud:' under id_tokens:" in message
 
 
+def test_wrong_audience_of_a_token_for_another_service_is_not_added_to_aws(job: Job) -> None:
+    # Named explicitly, so it is sent as given; the advice must not be to trust Vault's audience.
+    job.token(audience="https://vault.example.com")
+    with pytest.raises(InvalidIdentityTokenError) as caught:
+        resolve()
+    message = str(caught.value)
+    assert "minted for another audience (https://vault.example.com), not for AWS" in message
+    assert "Add it to the provider" not in message
+
+
 def test_unknown_issuer_is_explained(job: Job) -> None:
     with FakeGitLab() as other:
         host = other.issuer.split("://", 1)[1]
