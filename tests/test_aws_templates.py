@@ -524,7 +524,7 @@ def test_other_jobs_are_refused_with_an_explanation(
     if error is AccessDeniedError:
         assert f"sub='{token_claims['sub']}'" in message
     else:
-        assert "audience (https://elsewhere.example) is not an audience" in message
+        assert "another audience (https://elsewhere.example), not for AWS" in message
     assert [c.outcome for c in aws.sts.calls][-1] in ("AccessDenied", "InvalidIdentityToken")
     # The checker the CLI uses reaches the same verdict on the deployed policy.
     report = check_trust_policy(stack.trust_policy, token_claims)
