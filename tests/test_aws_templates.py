@@ -1,22 +1,27 @@
-"""The AWS side as code (examples/aws): lint, deploy into moto, and prove who gets in.
+"""The AWS side as code (examples/aws): lint, deploy, evaluate, and prove who gets in.
 
-CloudFormation: moto 5.2.5's CloudFormation has no ``AWS::IAM::OIDCProvider``, so the template
-is rendered here for its parameters (``tests/cloudformation.py``) and its resources are created
-through moto's IAM, which the verifying local STS reads. Jobs then ask for credentials through
-``import gitlab_botocore; boto3.Session()``.
+CloudFormation: moto's own CloudFormation deploys the template (``create_stack`` with
+parameters) into the moto server the tests share; ``tests/moto_cloudformation.py`` adds the
+resource type moto lacks (``AWS::IAM::OIDCProvider``) and the ``ManagedPolicyArns`` its role
+ignores. The verifying local STS reads the roles moto created, and jobs ask for credentials
+through ``import gitlab_botocore; boto3.Session()``. moto does not check parameter
+constraints, so cfn-lint judges each value against them (see :func:`cloudformation_refuses`).
 
-Terraform: there is no AWS provider here, so nothing is applied. The trust policy lives in
-``trust_policy.tf``, which depends only on the variables and the provider ARN; it is evaluated
-with ``tests/hcl.py`` (a purpose-built evaluator for the HCL the module uses, which fails on
-anything else) and must equal :func:`build_trust_policy` and the CloudFormation rendering.
-Where ``terraform`` is installed, ``terraform console`` evaluates the same files and must
-agree with that evaluator, so the evaluator cannot drift from Terraform's semantics.
+Terraform: ``terraform`` evaluates the module where it is installed; the tests skip
+otherwise. No AWS provider can be downloaded here, so what is evaluated is what depends on
+the variables alone: their validation blocks (``terraform validate``), and the trust policy
+of ``trust_policy.tf`` together with the expressions that hand it to the role (``main.tf``)
+and the output (``outputs.tf``) (``terraform apply`` of a module with no resources). Each
+case is an instance of that part in one root module, so all cases of a kind take a single
+``terraform init`` and run. The policy must equal :func:`build_trust_policy` and the one
+CloudFormation deploys.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,117 +40,232 @@ from gitlab_botocore.testing.issuer import FakeGitLab
 from gitlab_botocore.testing.sts import FakeAWS
 from gitlab_botocore.trust_policy import build_trust_policy, check_trust_policy, subject_pattern
 
-from .cloudformation import ParameterError, Rendering, load_template
+from . import moto_cloudformation  # noqa: F401 - registers the resource types moto lacks
 from .conftest import ACCOUNT_ID, Job
-from .hcl import HCLError, evaluate_module
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "aws"
 TEMPLATE_PATH = EXAMPLES / "cloudformation.yaml"
-TERRAFORM = EXAMPLES / "terraform"
-TEMPLATE = load_template(TEMPLATE_PATH)
+TERRAFORM_MODULE = EXAMPLES / "terraform"
 URL = "https://gitlab.example.com"
 PROVIDER = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/gitlab.example.com"
 SESSION_NAME = "GitLabRunner-42-1001-5001"
+TERRAFORM = shutil.which("terraform")
+
+needs_cfn_lint = pytest.mark.skipif(
+    sys.version_info < (3, 10),  # moto's older cfn-lint there has other rules
+    reason="the dev group's cfn-lint (1.58) needs Python 3.10+",
+)
+needs_terraform = pytest.mark.skipif(
+    TERRAFORM is None, reason="terraform is not on PATH, so the Terraform module is not evaluated"
+)
 
 
+@needs_cfn_lint
 def test_cfn_lint_passes() -> None:
-    if sys.version_info < (3, 10):  # moto's older cfn-lint there has other rules
-        pytest.skip("the dev group's cfn-lint (1.58) needs Python 3.10+")
-    cfn_lint = Path(sys.executable).with_name("cfn-lint")
-    assert cfn_lint.exists(), "cfn-lint is in the dev dependency group: pip install --group dev"
-    result = subprocess.run(
-        [str(cfn_lint), str(TEMPLATE_PATH)], capture_output=True, text=True, check=False
+    from cfnlint.api import lint  # type: ignore[import-untyped]
+
+    assert [str(match) for match in lint(TEMPLATE_PATH.read_text())] == []
+
+
+# -- parameters and variables are validated the same way in both -------------------------------
+
+
+@dataclass(frozen=True)
+class ValueCase:
+    """One value for one CloudFormation parameter and the matching Terraform variable."""
+
+    parameter: str
+    value: str
+    variable: str
+    variable_value: Any
+    valid: bool
+
+    @property
+    def id(self) -> str:
+        return f"{self.parameter}={self.value}"
+
+
+GITLAB_URLS = [
+    ("https://gitlab.example.com", True),
+    ("https://gitlab.example.com:8443", True),
+    ("https://example.com/gitlab", True),
+    ("https://gitlab.example.com/", False),
+    ("https://example.com/gitlab/", False),
+    ("http://gitlab.example.com", False),
+    ("gitlab.example.com", False),
+    ("https://", False),
+    ("https://gitlab.example.com?x=1", False),
+]
+PROJECT_PATHS = [  # the top-level group must be spelled out
+    ("mygroup/app", True),
+    ("mygroup/sub/app", True),
+    ("mygroup/*", True),
+    ("my.group_1/app-2", True),
+    ("app", False),
+    ("*/app", False),
+    ("my*/app", False),
+    ("mygroup/app:x", False),
+    ('mygroup/"app', False),
+]
+VALUES = [
+    *(ValueCase("GitLabUrl", url, "gitlab_url", url, valid) for url, valid in GITLAB_URLS),
+    *(ValueCase("ProjectPath", p, "project_paths", [p], valid) for p, valid in PROJECT_PATHS),
+    ValueCase("RefType", "*", "ref_type", "*", True),
+    ValueCase("RefType", "mr", "ref_type", "mr", False),
+    ValueCase("Ref", "release/*", "ref", "release/*", True),
+    ValueCase("Ref", "a:b", "ref", "a:b", False),
+    ValueCase("Ref", "a b", "ref", "a b", False),
+    ValueCase("MaxSessionDuration", "43200", "max_session_duration", 43200, True),
+    ValueCase("MaxSessionDuration", "900", "max_session_duration", 900, False),
+    ValueCase("MaxSessionDuration", "43201", "max_session_duration", 43201, False),
+]
+
+
+def cloudformation_refuses(parameters: dict[str, str]) -> set[str]:
+    """The parameters whose values break their ``AllowedPattern``, ``AllowedValues``,
+    ``MinValue`` or ``MaxValue``.
+
+    CloudFormation refuses to create a stack with such a value; moto does not check. cfn-lint
+    1.58 checks values given with ``--parameters`` (rule E2900) against ``AllowedValues`` but
+    not ``AllowedPattern`` or the bounds, while its rule E2015 checks a parameter's
+    ``Default`` against all four: so each value is judged as the Default of its parameter.
+    (cfn-lint matches patterns with Python's ``regex``, CloudFormation with Java's; the
+    template's patterns mean the same in both.)
+    """
+    from cfnlint.api import lint
+    from cfnlint.decode.decode import decode_str  # type: ignore[import-untyped]
+    from cfnlint.rules import RulesCollection  # type: ignore[import-untyped]
+    from cfnlint.rules.parameters.Default import Default  # type: ignore[import-untyped]
+
+    template, errors = decode_str(TEMPLATE_PATH.read_text())
+    assert template is not None, errors
+    declared = template["Parameters"]
+    for name, value in parameters.items():
+        declared[name]["Default"] = int(value) if declared[name]["Type"] == "Number" else value
+    rules = RulesCollection()
+    rules.register(Default())
+    refused = set()
+    for match in lint(json.dumps(template), rules=rules):
+        assert match.rule.id == "E2015", match  # not some other failure
+        refused.add(str(match.path[1]))
+    return refused
+
+
+# Rule E2015 alone is the same in the older cfn-lint that moto brings to Python 3.9.
+@pytest.mark.parametrize("case", VALUES, ids=lambda case: case.id)
+def test_cloudformation_checks_each_parameter(case: ValueCase) -> None:
+    refused = cloudformation_refuses({case.parameter: case.value})
+    assert refused == (set() if case.valid else {case.parameter})
+
+
+def terraform(directory: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run terraform offline in ``directory``, with no configuration from the machine."""
+    assert TERRAFORM is not None
+    cli_config = directory / "terraformrc"
+    cli_config.write_text("")
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("TF_")}
+    environment.update(
+        CHECKPOINT_DISABLE="1",  # no call home
+        TF_IN_AUTOMATION="1",
+        TF_CLI_CONFIG_FILE=str(cli_config),
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    return subprocess.run(
+        [TERRAFORM, *arguments, "-no-color"],
+        capture_output=True,
+        text=True,
+        cwd=directory,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
 
 
-# -- parameters are validated the same way in both ---------------------------------------------
+def expression(path: Path, block: str, attribute: str) -> str:
+    """The expression of ``attribute`` in ``block`` of ``path``, one line as terraform fmt
+    leaves it."""
+    found = re.search(rf"^{re.escape(block)} {{\n(.*?)^}}", path.read_text(), re.M | re.S)
+    assert found, f"{path.name} has no {block}"
+    assignment = re.search(rf"^ *{attribute} *= *(.+)$", found.group(1), re.M)
+    assert assignment, f"{block} in {path.name} has no {attribute}"
+    return assignment.group(1)
 
 
-def cloudformation_accepts(**parameters: str) -> bool:
-    try:
-        Rendering(TEMPLATE, parameters)
-    except ParameterError:
-        return False
-    return True
+def terraform_root(directory: Path, instances: dict[str, dict[str, Any]]) -> Path:
+    """An initialised root module calling the example's provider-free part once per instance.
+
+    The called module is ``variables.tf`` and ``trust_policy.tf`` as they are, the provider
+    ARN as a variable (``main.tf`` takes it from the provider it creates), and as outputs the
+    policy and the expressions ``main.tf`` and ``outputs.tf`` give the role and the output.
+    """
+    module = directory / "trust"
+    module.mkdir()
+    for name in ("variables.tf", "trust_policy.tf"):
+        shutil.copy(TERRAFORM_MODULE / name, module / name)
+    role = expression(
+        TERRAFORM_MODULE / "main.tf", 'resource "aws_iam_role" "this"', "assume_role_policy"
+    )
+    output = expression(TERRAFORM_MODULE / "outputs.tf", 'output "trust_policy"', "value")
+    (module / "wiring.tf").write_text(
+        'variable "oidc_provider_arn" {\n  type = string\n}\n'
+        "locals {\n  oidc_provider_arn = var.oidc_provider_arn\n}\n"
+        'output "trust_policy" {\n  value = local.trust_policy\n}\n'
+        f'output "role_assume_role_policy" {{\n  value = {role}\n}}\n'
+        f'output "trust_policy_output" {{\n  value = {output}\n}}\n'
+    )
+    common = {
+        "source": "./trust",
+        "gitlab_url": URL,
+        "role_name": "r",
+        "oidc_provider_arn": PROVIDER,
+    }
+    root = {
+        "module": {name: {**common, **variables} for name, variables in instances.items()},
+        "output": {name: {"value": f"${{module.{name}}}"} for name in instances},
+    }
+    (directory / "main.tf.json").write_text(json.dumps(root, indent=1))
+    initialised = terraform(directory, "init", "-input=false", "-backend=false")
+    assert initialised.returncode == 0, initialised.stdout + initialised.stderr
+    return directory
 
 
-def terraform_accepts(**variables: Any) -> bool:
-    variables.setdefault("role_name", "r")
-    try:
-        evaluate_module(
-            [TERRAFORM / "variables.tf", TERRAFORM / "trust_policy.tf"],
-            variables,
-            {"oidc_provider_arn": PROVIDER},
-        )
-    except HCLError as error:
-        refusal = str(error)
-    else:
-        return True
-    assert "Invalid value for variable" in refusal, refusal  # not some other failure
-    return False
+@pytest.fixture(scope="module")
+def terraform_refusals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Any]]:
+    """``terraform validate``'s complaints about each of ``VALUES``, by instance name."""
+    instances = {
+        f"value_{index}": {"project_paths": ["mygroup/app"], case.variable: case.variable_value}
+        for index, case in enumerate(VALUES)
+    }
+    directory = terraform_root(tmp_path_factory.mktemp("terraform-values"), instances)
+    validated = terraform(directory, "validate", "-json")
+    refusals: dict[str, list[Any]] = {}
+    for diagnostic in json.loads(validated.stdout)["diagnostics"]:
+        instance = diagnostic.get("snippet", {}).get("context", "")
+        assert diagnostic["summary"] == "Invalid value for variable", diagnostic
+        assert instance.startswith("module.value_"), diagnostic  # not some other failure
+        refusals.setdefault(instance[len("module.") :], []).append(diagnostic)
+    return refusals
 
 
-@pytest.mark.parametrize(
-    ("url", "valid"),
-    [
-        ("https://gitlab.example.com", True),
-        ("https://gitlab.example.com:8443", True),
-        ("https://example.com/gitlab", True),
-        ("https://gitlab.example.com/", False),
-        ("https://example.com/gitlab/", False),
-        ("http://gitlab.example.com", False),
-        ("gitlab.example.com", False),
-        ("https://", False),
-        ("https://gitlab.example.com?x=1", False),
-    ],
-)
-def test_gitlab_url_must_be_https_without_trailing_slash(url: str, valid: bool) -> None:
-    assert cloudformation_accepts(GitLabUrl=url, ProjectPath="mygroup/app") is valid
-    assert terraform_accepts(gitlab_url=url, project_paths=["mygroup/app"]) is valid
-
-
-@pytest.mark.parametrize(
-    ("project", "valid"),
-    [
-        ("mygroup/app", True),
-        ("mygroup/sub/app", True),
-        ("mygroup/*", True),
-        ("my.group_1/app-2", True),
-        ("app", False),
-        ("*/app", False),
-        ("my*/app", False),
-        ("mygroup/app:x", False),
-        ('mygroup/"app', False),
-    ],
-)
-def test_project_path_must_name_its_top_level_group(project: str, valid: bool) -> None:
-    assert cloudformation_accepts(ProjectPath=project) is valid
-    assert terraform_accepts(project_paths=[project]) is valid
-
-
-@pytest.mark.parametrize(
-    ("parameters", "variables"),
-    [
-        ({"RefType": "mr"}, {"ref_type": "mr"}),
-        ({"Ref": "a:b"}, {"ref": "a:b"}),
-        ({"Ref": "a b"}, {"ref": "a b"}),
-        ({"MaxSessionDuration": "900"}, {"max_session_duration": 900}),
-        ({"MaxSessionDuration": "43201"}, {"max_session_duration": 43201}),
-    ],
-)
-def test_other_parameters_are_validated(
-    parameters: dict[str, str], variables: dict[str, Any]
+@needs_terraform
+@pytest.mark.parametrize("index", range(len(VALUES)), ids=[case.id for case in VALUES])
+def test_terraform_checks_each_variable(
+    terraform_refusals: dict[str, list[Any]], index: int
 ) -> None:
-    assert not cloudformation_accepts(ProjectPath="mygroup/app", **parameters)
-    assert not terraform_accepts(project_paths=["mygroup/app"], **variables)
+    case = VALUES[index]
+    refused = [
+        value["traversal"]
+        for diagnostic in terraform_refusals.get(f"value_{index}", [])
+        for value in diagnostic["snippet"]["values"]
+    ]
+    assert refused == ([] if case.valid else [f"var.{case.variable}"])
 
 
-# -- CloudFormation, deployed into moto and used through the library ---------------------------
+# -- CloudFormation, deployed by moto and used through the library ------------------------------
 
 
 @dataclass
 class Stack:
+    name: str
     parameters: dict[str, str]
     role_name: str
     role_arn: str
@@ -153,38 +273,41 @@ class Stack:
     trust_policy: dict[str, Any]
 
 
-def deploy(iam: Any, parameters: dict[str, str]) -> Stack:
-    """Create the template's resources as CloudFormation would, through the IAM API."""
-    rendering = Rendering(TEMPLATE, parameters, account_id=ACCOUNT_ID)
-    provider = rendering.resource("GitLabProvider")
-    if provider is not None:
-        created = iam.create_open_id_connect_provider(
-            Url=provider["Url"],
-            ClientIDList=provider["ClientIdList"],
-            # Optional for AWS today, but required by the IAM model of older botocore.
-            ThumbprintList=provider.get("ThumbprintList") or ["0" * 40],
-        )
-        rendering.refs["GitLabProvider"] = created["OpenIDConnectProviderArn"]
-    role = rendering.resource("Role")
-    assert role is not None
-    name = role.get("RoleName", f"gitlab-botocore-test-Role-{uuid.uuid4().hex[:12]}")
-    document = role["AssumeRolePolicyDocument"]
-    arn = iam.create_role(
-        RoleName=name,
-        AssumeRolePolicyDocument=document,  # the JSON text Fn::Sub produced
-        Description=role["Description"],
-        MaxSessionDuration=int(role["MaxSessionDuration"]),
-    )["Role"]["Arn"]
-    for policy_arn in role.get("ManagedPolicyArns", []):
-        iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
-    rendering.refs["Role"] = name
-    rendering.attributes[("Role", "Arn")] = arn
+@dataclass
+class Clients:
+    cloudformation: Any
+    iam: Any
+
+
+@pytest.fixture(scope="module")
+def clients(aws_session: FakeAWS) -> Clients:
+    """moto's CloudFormation and IAM (a client per test would load the service model anew)."""
+    return Clients(aws_session.client("cloudformation"), aws_session.client("iam"))
+
+
+def deploy(clients: Clients, name: str, parameters: dict[str, str]) -> Stack:
+    """Create a stack of the template with moto's CloudFormation; read back what it made."""
+    cloudformation = clients.cloudformation
+    cloudformation.create_stack(
+        StackName=name,
+        TemplateBody=TEMPLATE_PATH.read_text(),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+    )
+    stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE", stack
+    outputs = {output["OutputKey"]: output["OutputValue"] for output in stack["Outputs"]}
+    # moto's describe_stack_resource fails on a stack with a resource left out by its condition.
+    resources = cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
+    [role_name] = [
+        r["PhysicalResourceId"] for r in resources if r.get("LogicalResourceId") == "Role"
+    ]
     return Stack(
+        name=name,
         parameters=parameters,
-        role_name=name,
-        role_arn=rendering.output("RoleArn"),
-        provider_arn=rendering.output("ProviderArn"),
-        trust_policy=json.loads(document),
+        role_name=role_name,
+        role_arn=outputs["RoleArn"],
+        provider_arn=outputs["ProviderArn"],
+        trust_policy=clients.iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"],
     )
 
 
@@ -202,8 +325,8 @@ def https_url(gitlab: FakeGitLab) -> str:
 
 
 @pytest.fixture(scope="module")
-def stacks(aws_session: FakeAWS, issuer: FakeGitLab) -> dict[str, Stack]:
-    iam = aws_session.client("iam")
+def stacks(clients: Clients, issuer: FakeGitLab) -> dict[str, Stack]:
+    iam = clients.iam
     suffix = uuid.uuid4().hex[:8]
     list_buckets = iam.create_policy(
         PolicyName=f"list-buckets-{suffix}",
@@ -218,7 +341,8 @@ def stacks(aws_session: FakeAWS, issuer: FakeGitLab) -> dict[str, Stack]:
     )["Policy"]["Arn"]
     url = https_url(issuer)
     exact = deploy(
-        iam,
+        clients,
+        f"exact-{suffix}",
         {
             "GitLabUrl": url,
             "ProjectPath": "mygroup/app",
@@ -231,7 +355,8 @@ def stacks(aws_session: FakeAWS, issuer: FakeGitLab) -> dict[str, Stack]:
     return {
         "exact": exact,
         "pattern": deploy(
-            iam,
+            clients,
+            f"pattern-{suffix}",
             {
                 **shared,
                 "ProjectPath": "mygroup/*",
@@ -240,7 +365,9 @@ def stacks(aws_session: FakeAWS, issuer: FakeGitLab) -> dict[str, Stack]:
             },
         ),
         "tags": deploy(
-            iam, {**shared, "ProjectPath": "mygroup/app", "RefType": "tag", "Ref": "v*"}
+            clients,
+            f"tags-{suffix}",
+            {**shared, "ProjectPath": "mygroup/app", "RefType": "tag", "Ref": "v*"},
         ),
     }
 
@@ -258,7 +385,11 @@ def test_the_stack_creates_the_provider_and_the_role(
     assert [p["PolicyArn"] for p in attached] == [exact.parameters["ManagedPolicyArns"]]
     # Later stacks reuse the provider instead of creating a second one for the same URL.
     assert {s.provider_arn for s in stacks.values()} == {exact.provider_arn}
-    assert stacks["tags"].role_name.startswith("gitlab-botocore-test-Role-")
+    assert iam.get_role(RoleName=exact.role_name)["Role"]["Description"] == (
+        "Assumed by GitLab CI/CD jobs of mygroup/app (branch main)"
+    )
+    # Without RoleName, CloudFormation names the role after the stack.
+    assert stacks["tags"].role_name.startswith(f"{stacks['tags'].name}-Role-")
 
 
 @pytest.mark.parametrize(
@@ -393,7 +524,7 @@ def test_other_jobs_are_refused_with_an_explanation(
     if error is AccessDeniedError:
         assert f"sub='{token_claims['sub']}'" in message
     else:
-        assert "audience (https://elsewhere.example) is not an audience" in message
+        assert "another audience (https://elsewhere.example), not for AWS" in message
     assert [c.outcome for c in aws.sts.calls][-1] in ("AccessDenied", "InvalidIdentityToken")
     # The checker the CLI uses reaches the same verdict on the deployed policy.
     report = check_trust_policy(stack.trust_policy, token_claims)
@@ -403,34 +534,32 @@ def test_other_jobs_are_refused_with_an_explanation(
 
 # -- Terraform ------------------------------------------------------------------------------
 
-CASES = [
-    pytest.param({"project_paths": ["mygroup/app"]}, id="defaults"),
-    pytest.param({"project_paths": ["mygroup/*"], "ref": "release/*"}, id="pattern"),
-    pytest.param(
-        {"project_paths": ["mygroup/app"], "ref_type": "*", "audience": "sts.amazonaws.com"},
-        id="any-ref-type-own-audience",
-    ),
-    pytest.param(
-        {"project_paths": ["mygroup/app"], "ref_type": "tag", "ref": "v?"}, id="question-mark"
-    ),
-    pytest.param(
-        {
-            "project_paths": ["mygroup/app", "mygroup/tools/*", "mygroup/app"],
-            "ref_type": "tag",
-            "ref": "v1",
-        },
-        id="mixed-and-repeated",
-    ),
-]
+POLICIES: dict[str, dict[str, Any]] = {
+    "defaults": {"project_paths": ["mygroup/app"]},
+    "pattern": {"project_paths": ["mygroup/*"], "ref": "release/*"},
+    "any_ref_type_own_audience": {
+        "project_paths": ["mygroup/app"],
+        "ref_type": "*",
+        "audience": "sts.amazonaws.com",
+    },
+    "question_mark": {"project_paths": ["mygroup/app"], "ref_type": "tag", "ref": "v?"},
+    "mixed_and_repeated": {
+        "project_paths": ["mygroup/app", "mygroup/tools/*", "mygroup/app"],
+        "ref_type": "tag",
+        "ref": "v1",
+    },
+}
 
 
-def terraform_module(variables: dict[str, Any]) -> Any:
-    files = ["variables.tf", "trust_policy.tf", "main.tf", "outputs.tf"]
-    return evaluate_module(
-        [TERRAFORM / f for f in files],
-        {"gitlab_url": URL, "role_name": "r", **variables},
-        {"oidc_provider_arn": PROVIDER},  # main.tf takes it from the created provider
-    )
+@pytest.fixture(scope="module")
+def terraform_policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """The outputs of the called module for each of ``POLICIES``, as terraform applies them."""
+    directory = terraform_root(tmp_path_factory.mktemp("terraform-policies"), POLICIES)
+    applied = terraform(directory, "apply", "-auto-approve", "-input=false")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    outputs = terraform(directory, "output", "-json")
+    assert outputs.returncode == 0, outputs.stderr
+    return {name: output["value"] for name, output in json.loads(outputs.stdout).items()}
 
 
 def expected_policy(variables: dict[str, Any]) -> dict[str, Any]:
@@ -446,107 +575,41 @@ def expected_policy(variables: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-@pytest.mark.parametrize("variables", CASES)
-def test_terraform_trust_policy_is_build_trust_policy(variables: dict[str, Any]) -> None:
-    module = terraform_module(variables)
-    assert module.locals["trust_policy"] == expected_policy(variables)
-    # The role and the output use exactly that document.
-    role = module.block("resource", "aws_iam_role", "this")
-    assert json.loads(module.evaluate(role.attributes["assume_role_policy"])) == expected_policy(
-        variables
-    )
-    output = module.block("output", "trust_policy")
-    assert json.loads(module.evaluate(output.attributes["value"])) == expected_policy(variables)
-
-
-@pytest.mark.parametrize("variables", CASES[:4])  # the template takes one project
-def test_terraform_and_cloudformation_agree(variables: dict[str, Any]) -> None:
-    parameters = {"GitLabUrl": URL, "ProjectPath": variables["project_paths"][0]}
-    for key, name in (("ref_type", "RefType"), ("ref", "Ref"), ("audience", "Audience")):
-        if key in variables:
-            parameters[name] = variables[key]
-    rendering = Rendering(TEMPLATE, parameters, account_id=ACCOUNT_ID)
-    rendering.refs["GitLabProvider"] = PROVIDER
-    role = rendering.resource("Role")
-    assert role is not None
-    cloudformation = json.loads(role["AssumeRolePolicyDocument"])
-    assert cloudformation == terraform_module(variables).locals["trust_policy"]
-
-
-def _terraform() -> str | None:
-    return shutil.which("terraform")
-
-
-needs_terraform = pytest.mark.skipif(
-    _terraform() is None, reason="terraform is not installed; tests/hcl.py stands in for it"
-)
-
-
-def terraform_console(tmp_path: Path, variables: dict[str, Any], expression: str) -> Any:
-    """Evaluate ``expression`` with terraform itself over the provider-free files."""
-    for name in ("variables.tf", "trust_policy.tf"):
-        shutil.copy(TERRAFORM / name, tmp_path / name)
-    (tmp_path / "provider_arn.tf").write_text(
-        f'locals {{\n  oidc_provider_arn = "{PROVIDER}"\n}}\n'
-    )
-    (tmp_path / "test.tfvars.json").write_text(
-        json.dumps({"gitlab_url": URL, "role_name": "r", **variables})
-    )
-    (tmp_path / "terraformrc").write_text("")
-    env = {
-        **os.environ,
-        "CHECKPOINT_DISABLE": "1",  # no call home
-        "TF_IN_AUTOMATION": "1",
-        "TF_CLI_CONFIG_FILE": str(tmp_path / "terraformrc"),
-    }
-    result = subprocess.run(
-        [str(_terraform()), "console", "-no-color", "-var-file=test.tfvars.json"],
-        input=expression,
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    # console reports invalid variables on stderr and may still exit 0.
-    if result.returncode != 0 or "Error:" in result.stderr:
-        raise HCLError(result.stderr)
-    return json.loads(json.loads(result.stdout))  # an HCL string holding JSON
-
-
 @needs_terraform
-@pytest.mark.parametrize("variables", CASES)
-def test_terraform_itself_renders_the_same_policy(
-    tmp_path: Path, variables: dict[str, Any]
+@pytest.mark.parametrize("name", POLICIES)
+def test_terraform_trust_policy_is_build_trust_policy(
+    terraform_policies: dict[str, dict[str, Any]], name: str
 ) -> None:
-    rendered = terraform_console(tmp_path, variables, "jsonencode(local.trust_policy)")
-    assert rendered == terraform_module(variables).locals["trust_policy"]
-    assert rendered == expected_policy(variables)
+    module = terraform_policies[name]
+    expected = expected_policy(POLICIES[name])
+    assert module["trust_policy"] == expected
+    # The role and the output use exactly that document.
+    assert json.loads(module["role_assume_role_policy"]) == expected
+    assert json.loads(module["trust_policy_output"]) == expected
 
 
 @needs_terraform
 @pytest.mark.parametrize(
-    ("variables", "complaint"),
-    [
-        ({"gitlab_url": "https://gitlab.example.com/", "project_paths": ["a/b"]}, "https://"),
-        ({"project_paths": ["my*/app"]}, "with a literal top-level"),
-    ],
-)
-def test_terraform_itself_rejects_bad_variables(
-    tmp_path: Path, variables: dict[str, Any], complaint: str
+    "name", [name for name, v in POLICIES.items() if len(v["project_paths"]) == 1]
+)  # the template takes one project
+def test_terraform_and_cloudformation_agree(
+    terraform_policies: dict[str, dict[str, Any]], clients: Clients, name: str
 ) -> None:
-    with pytest.raises(HCLError, match=complaint):
-        terraform_console(tmp_path, variables, "var.role_name")
+    variables = POLICIES[name]
+    parameters = {
+        "GitLabUrl": URL,
+        "ExistingProviderArn": PROVIDER,
+        "ProjectPath": variables["project_paths"][0],
+    }
+    for key, parameter in (("ref_type", "RefType"), ("ref", "Ref"), ("audience", "Audience")):
+        if key in variables:
+            parameters[parameter] = variables[key]
+    stack_name = f"agree-{name.replace('_', '-')}-{uuid.uuid4().hex[:8]}"
+    stack = deploy(clients, stack_name, parameters)
+    assert stack.trust_policy == terraform_policies[name]["trust_policy"]
 
 
 @needs_terraform
-def test_terraform_files_are_formatted() -> None:
-    result = subprocess.run(
-        [str(_terraform()), "fmt", "-check", "-diff", str(TERRAFORM)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CHECKPOINT_DISABLE": "1"},
-        check=False,
-    )
+def test_terraform_files_are_formatted(tmp_path: Path) -> None:
+    result = terraform(tmp_path, "fmt", "-check", "-diff", str(TERRAFORM_MODULE))
     assert result.returncode == 0, result.stdout + result.stderr
