@@ -365,17 +365,28 @@ def _unparsable_reply(error: BaseException) -> UnexpectedReplyError | None:
     body = body if isinstance(body, bytes) else str(body).encode()
     content_type = _printable(str(headers.get("content-type") or "no content type"))
     announced = str(headers.get("content-length") or "")
-    cut_short = announced.isdigit() and len(body) < int(announced)
-    # STS's own answer, cut off or mangled on the way: asking again may well work.
-    looks_like_sts = re.search(rb"<(AssumeRole\w*Response|ErrorResponse)\b", body[:512])
-    size = f"{len(body)} bytes" + (f" of {announced} announced" if cut_short else "")
-    what = "an empty body" if not body.strip() else f"a body STS would not send: {_excerpt(body)}"
-    if looks_like_sts:
-        what = f"an STS document that is cut short or malformed: {_excerpt(body)}"
+    size = f"{len(body)} bytes"
+    if announced.isdigit() and len(body) < int(announced):
+        size += f" of {announced} announced"
+        cut_short = True
+    else:  # STS's own answer, cut off on the way (a proxy may fix up the length)
+        cut_short = _looks_like_sts(body) and not body.rstrip().endswith(b"Response>")
+    if cut_short:
+        what = f"an STS document cut short: {_excerpt(body)}"
+    elif _looks_like_sts(body):
+        what = f"a malformed STS document: {_excerpt(body)}"
+    elif body.strip():
+        what = f"a body STS would not send: {_excerpt(body)}"
+    else:
+        what = "an empty body"
     return UnexpectedReplyError(
         f"HTTP {status} ({content_type}, {size}), {what}",
-        transient=is_transient("", "", status) or cut_short or looks_like_sts is not None,
+        transient=is_transient("", "", status) or cut_short,
     )
+
+
+def _looks_like_sts(body: bytes) -> bool:
+    return re.search(rb"<(AssumeRole\w*Response|ErrorResponse)\b", body[:512]) is not None
 
 
 def _excerpt(body: bytes | str) -> str:

@@ -374,6 +374,11 @@ BAD_CREDENTIALS = [
         id="secret-newline",
     ),
     pytest.param(
+        doctored(session_token=SESSION_TOKEN + "\x1b[2J"),
+        "a malformed STS document",  # XML cannot even carry it: botocore's parser fails
+        id="token-escape-sequence",
+    ),
+    pytest.param(
         doctored(session_token=SESSION_TOKEN + " export X=1"),
         "a SessionToken that holds spaces",
         id="token-space",
