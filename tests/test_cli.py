@@ -453,7 +453,8 @@ def test_a_bug_says_so_and_how_to_see_the_traceback(
 
 
 def test_a_closed_pipe_is_no_traceback(job: Job) -> None:
-    script = f'{COMMAND} env --format json | head -c 1 >/dev/null; echo "exit=${{PIPESTATUS[0]}}"'
+    # The reader is gone before the credentials are written: the write hits a closed pipe.
+    script = f"{COMMAND} env --format json | true"
     result = subprocess.run(
         ["/bin/bash", "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
