@@ -1,7 +1,8 @@
 """The ``gitlab-botocore`` command: credentials for tools that are not Python, and diagnosis.
 
 Exit codes: 0 success; 1 the operation failed (no credentials, a failed doctor check,
-a trust policy that would not admit the job); 2 bad usage.
+a trust policy that would not admit the job); 2 bad usage. A failure prints one message,
+never a traceback, unless ``GITLAB_BOTOCORE_DEBUG=1`` asks for it.
 """
 
 from __future__ import annotations
@@ -10,21 +11,30 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shlex
 import sys
+import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
 import botocore.session
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ._version import __version__
 from .exceptions import ConfigurationError, GitLabOIDCError, TokenNotFoundError
 from .id_token import EnvironmentTokenSource, IdToken
+from .redaction import redact
 from .settings import EnvVar, Settings, settings_for_session
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+DEBUG_VARIABLE = "GITLAB_BOTOCORE_DEBUG"
+"""Set to 1 to print the traceback of a failure."""
+ISSUES_URL = "https://gitlab.com/gitlab-botocore/gitlab-botocore/-/issues"
+# Values python-dotenv, docker and GitLab's dotenv reports all read literally, unquoted.
+_DOTENV_PLAIN = re.compile(r"[A-Za-z0-9_+/=.:,@%-]*")
 
 
 class _Context:
@@ -138,11 +148,29 @@ def cmd_env(context: _Context, out: TextIO) -> int:
     if fmt == "json":
         json.dump(variables, out, indent=2)
         out.write("\n")
+    elif fmt == "dotenv":  # built whole first: a value it refuses leaves no partial output
+        out.write("".join(f"{name}={dotenv_quote(value)}\n" for name, value in variables.items()))
     else:
-        prefix = "export " if fmt == "sh" else ""
         for name, value in variables.items():
-            out.write(f"{prefix}{name}={shlex.quote(value)}\n")
+            out.write(f"export {name}={shlex.quote(value)}\n")
     return EXIT_OK
+
+
+def dotenv_quote(value: str) -> str:
+    """``value`` as a dotenv value: plain when that is unambiguous, else single-quoted
+    with backslash escapes, as python-dotenv reads them.
+
+    Raises :class:`GitLabOIDCError` for what no dotenv quoting protects: a line break,
+    or ``${`` (python-dotenv expands ``${NAME}`` even inside single quotes).
+    """
+    if "\n" in value or "\r" in value or "${" in value:
+        raise GitLabOIDCError(
+            "A credential holds a line break or '${', which a dotenv file cannot carry "
+            "unchanged; use --format json or --format sh."
+        )
+    if _DOTENV_PLAIN.fullmatch(value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def cmd_whoami(context: _Context, out: TextIO) -> int:
@@ -408,12 +436,56 @@ def _warn_secrets_on_terminal(command: str, hint: str, out: TextIO) -> None:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
+    environ = os.environ if environ is None else environ
     if args.secrets_hint:
         _warn_secrets_on_terminal(args.command, args.secrets_hint, sys.stdout)
     try:
-        context = _Context(args, os.environ if environ is None else environ)
+        context = _Context(args, environ)
         code: int = args.handler(context, sys.stdout)
-    except (GitLabOIDCError, BotoCoreError) as error:
-        sys.stderr.write(f"gitlab-botocore {args.command}: {error}\n")
+        sys.stdout.flush()
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (``... | head``): nothing left to say
+        _discard_stdout()
+        return EXIT_FAILED
+    except Exception as error:
+        sys.stderr.write(failure_message(args.command, error, environ))
         return EXIT_FAILED
     return code
+
+
+def failure_message(command: str, error: BaseException, environ: Mapping[str, str]) -> str:
+    """What to print when ``command`` failed with ``error``: one paragraph, secrets
+    redacted; the traceback too when :data:`DEBUG_VARIABLE` is set."""
+    if isinstance(error, (GitLabOIDCError, BotoCoreError, ClientError)):
+        text = str(error)
+    else:  # a bug: say so, briefly, and how to see where it is
+        detail = " ".join(str(error).split())
+        detail = detail[:300] + "..." if len(detail) > 300 else detail
+        text = (
+            f"unexpected error, {type(error).__name__}: {detail or 'no detail'}. This is a bug "
+            f"in gitlab-botocore; please report it at {ISSUES_URL}"
+        )
+        if not _debugging(environ):
+            text += f" with the traceback ({DEBUG_VARIABLE}=1 prints it)"
+        text += "."
+    message = f"gitlab-botocore {command}: {text}\n"
+    if _debugging(environ):
+        message = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        message += f"\ngitlab-botocore {command}: {text}\n"
+    return redact(message)
+
+
+def _debugging(environ: Mapping[str, str]) -> bool:
+    return environ.get(DEBUG_VARIABLE, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _discard_stdout() -> None:
+    # Python flushes stdout again at exit and would report the broken pipe there.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no file (tests): nothing to flush later
+        pass
+    finally:
+        os.close(devnull)

@@ -45,7 +45,7 @@ MAX_RETRY_SECONDS = 120.0
 _HAS_ACCOUNT_ID = "account_id" in ReadOnlyCredentials._fields
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # its repr would show the secret key
 class _Generation:
     """One set of issued credentials and the moments that matter for it (epoch seconds)."""
 

@@ -10,27 +10,30 @@ from __future__ import annotations
 import datetime
 import logging
 import random
+import re
+import ssl
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, SSLError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ._version import __version__
 from .exceptions import ConfigurationError
 from .explanations import (
     VERIFICATION_KEY_PHRASE,
+    UnexpectedReplyError,
     chained_refusal,
     sts_refusal,
     sts_unreachable,
 )
 from .id_token import IdToken
-from .redaction import redact_in_logs
+from .redaction import Secret, redact, redact_in_logs
 from .settings import EnvVar, Settings, default_session_name
 
 logger = logging.getLogger(__name__)
@@ -43,14 +46,30 @@ MAX_BACKOFF_SECONDS = 5.0
 THROTTLING_CODES = frozenset(
     {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
 )
+# A refused connection or an unknown host name is rarely fixed by waiting: a few quick
+# attempts, then fail (botocore's own provider fails at once). Throttling, 5xx and the
+# identity provider's hiccups keep the whole retry budget.
+CONNECTION_ATTEMPTS = 3
+MAX_SESSION_SECONDS = 12 * 3600  # STS's longest session
+MAX_CLOCK_SKEW_SECONDS = 300  # AWS rejects signatures from clocks further off than this
+# accessKeyIdType in botocore's STS model: 16 to 128 word characters. No prefix check:
+# AWS issues ASIA... keys, but local STS stand-ins (moto, LocalStack) use others.
+_ACCESS_KEY_ID = re.compile(r"\w{16,128}", re.ASCII)
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")  # no spaces, newlines or control characters
+_EXCERPT_CHARS = 120
 
+T = TypeVar("T")
 ClientFactory = Callable[..., Any]
 """``botocore.session.Session.create_client`` or anything with its signature."""
 
 
 @dataclass(frozen=True, repr=False)
 class IssuedCredentials:
-    """What STS returned. ``repr`` shows the role and expiry, never the secrets."""
+    """What STS returned. ``repr`` shows the role and expiry, never the secrets.
+
+    ``secret_key`` and ``token`` are held as :class:`~gitlab_botocore.redaction.Secret`, so
+    they stay hidden wherever they travel (botocore's credentials, a traceback's locals).
+    """
 
     access_key: str
     secret_key: str
@@ -58,6 +77,10 @@ class IssuedCredentials:
     expiration: datetime.datetime
     assumed_role_arn: str
     session_name: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "secret_key", Secret(self.secret_key))
+        object.__setattr__(self, "token", Secret(self.token))
 
     @property
     def account_id(self) -> str | None:
@@ -114,7 +137,7 @@ class STSExchange:
         params: dict[str, Any] = {
             "RoleArn": settings.role_arn,
             "RoleSessionName": session_name,
-            "WebIdentityToken": token.raw,
+            "WebIdentityToken": Secret(token.raw),  # botocore sends the value, shows no repr
             "DurationSeconds": settings.duration_seconds,
         }
         if settings.policy:
@@ -126,16 +149,17 @@ class STSExchange:
             settings.retry_budget_seconds, max(token.seconds_left(), 0.0)
         )
         client = self._sts_client()
-        response = _call_with_retries(
-            lambda: client.assume_role_with_web_identity(**params),
+        credentials = _call_with_retries(
+            lambda: _issued(
+                client.assume_role_with_web_identity(**params), settings.role_arn, session_name
+            ),
             "AssumeRoleWithWebIdentity",
             lambda code, message, attempts: sts_refusal(code, message, token, settings, attempts),
-            lambda reason, attempts: sts_unreachable(
-                reason, client.meta.endpoint_url, settings, attempts
+            lambda problem, attempts: sts_unreachable(
+                problem, client.meta.endpoint_url, settings, attempts
             ),
             deadline,
         )
-        credentials = _issued(response, settings.role_arn, session_name)
         for role_arn in settings.chain_role_arns:
             credentials = self._assume_chained_role(credentials, role_arn, session_name, deadline)
         logger.info(
@@ -157,23 +181,26 @@ class STSExchange:
             aws_secret_access_key=source.secret_key,
             aws_session_token=source.token,
         )
-        response = _call_with_retries(
-            lambda: client.assume_role(
-                RoleArn=role_arn,
-                RoleSessionName=session_name,
-                # AWS caps sessions of chained roles at one hour.
-                DurationSeconds=min(self.settings.duration_seconds, MAX_CHAINED_SECONDS),
+        return _call_with_retries(
+            lambda: _issued(
+                client.assume_role(
+                    RoleArn=role_arn,
+                    RoleSessionName=session_name,
+                    # AWS caps sessions of chained roles at one hour.
+                    DurationSeconds=min(self.settings.duration_seconds, MAX_CHAINED_SECONDS),
+                ),
+                role_arn,
+                session_name,
             ),
             "AssumeRole",
             lambda code, message, attempts: chained_refusal(
                 code, message, source.assumed_role_arn, role_arn, attempts
             ),
-            lambda reason, attempts: sts_unreachable(
-                reason, client.meta.endpoint_url, self.settings, attempts
+            lambda problem, attempts: sts_unreachable(
+                problem, client.meta.endpoint_url, self.settings, attempts
             ),
             deadline,
         )
-        return _issued(response, role_arn, session_name)
 
     def _sts_client(self) -> Any:
         with self._client_lock:
@@ -207,55 +234,248 @@ class STSExchange:
 
 
 def _call_with_retries(
-    call: Callable[[], Any],
+    call: Callable[[], T],
     operation: str,
     refusal: Callable[[str, str, int], Exception],
-    unreachable: Callable[[str, int], Exception],
+    unreachable: Callable[[Exception, int], Exception],
     deadline: float,
-) -> Any:
-    """Run ``call``; retry transient failures until ``deadline`` (a monotonic time)."""
-    attempt = 0
+) -> T:
+    """Run ``call``; retry transient failures until ``deadline`` (a monotonic time).
+
+    Every failure ends as the exception ``refusal`` (an STS error answer) or
+    ``unreachable`` (no answer, or one that is not STS's) makes. botocore's own exception
+    is not chained to it: its frames hold the request, which a traceback printing local
+    variables would show.
+    """
+    attempt = connection_failures = 0
     while True:
         attempt += 1
         try:
             return call()
-        except ClientError as error:
-            details = error.response.get("Error", {})
-            code = str(details.get("Code", "Unknown"))
-            message = str(details.get("Message", ""))
-            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            failure = refusal(code, message, attempt)
-            if not is_transient(code, message, status):
-                raise failure from error
-            reason = code
-        except (HTTPClientError, BotoConnectionError) as error:
-            failure = unreachable(str(error), attempt)
-            reason = type(error).__name__
+        except Exception as error:
+            verdict = _verdict(error, attempt, refusal, unreachable)
+            if verdict is None:
+                raise  # no failure of STS or the network: a bug, keep its traceback
+            failure, kind, reason = verdict
+        if kind == _CONNECTION:
+            connection_failures += 1
+            if connection_failures >= CONNECTION_ATTEMPTS:
+                kind = _FINAL
         wait = backoff_seconds(attempt)
-        if time.monotonic() + wait > deadline:
-            raise failure
+        if kind == _FINAL or time.monotonic() + wait > deadline:
+            raise failure from None
         logger.info(
             "STS %s attempt %d failed (%s); retrying in %.1f s.", operation, attempt, reason, wait
         )
         time.sleep(wait)
 
 
+_FINAL, _CONNECTION, _RETRY = "final", "connection", "retry"
+
+
+def _verdict(
+    error: Exception,
+    attempt: int,
+    refusal: Callable[[str, str, int], Exception],
+    unreachable: Callable[[Exception, int], Exception],
+) -> tuple[Exception, str, str] | None:
+    """The exception ``error`` becomes, whether to retry (``_FINAL``, ``_CONNECTION``:
+    a few quick attempts, ``_RETRY``: the whole budget) and the reason to log; ``None``
+    when ``error`` is neither an STS answer nor a network failure."""
+    if isinstance(error, ClientError):
+        code, message, status = _error_details(error)
+        kind = _RETRY if is_transient(code or "", message, status) else _FINAL
+        if code is None:  # an error page, not an STS error document
+            page = _unexpected_error_page(error, status)
+            return unreachable(page, attempt), kind, f"HTTP {status}"
+        return refusal(code, redact(message), attempt), kind, code
+    if isinstance(error, (HTTPClientError, BotoConnectionError)):
+        if is_certificate_failure(error):
+            kind = _FINAL
+        else:
+            kind = _CONNECTION if isinstance(error, BotoConnectionError) else _RETRY
+        return unreachable(error, attempt), kind, type(error).__name__
+    reply = error if isinstance(error, UnexpectedReplyError) else _unparsable_reply(error)
+    if reply is None:
+        return None
+    return unreachable(reply, attempt), _RETRY if reply.transient else _FINAL, "unexpected reply"
+
+
+def is_certificate_failure(error: BaseException) -> bool:
+    """Whether ``error`` is a failed TLS certificate verification (never transient)."""
+    if not isinstance(error, SSLError):
+        return False
+    seen: BaseException | None = error
+    for _ in range(10):  # botocore wraps urllib3's error, which wraps the ssl module's
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        wrapped = getattr(seen, "kwargs", {}).get("error")
+        seen = wrapped if isinstance(wrapped, BaseException) else seen.__cause__ or seen.__context__
+    return "certificate verify failed" in str(error).lower()
+
+
+def _error_details(error: ClientError) -> tuple[str | None, str, int]:
+    """Code, message and HTTP status of an STS error; ``None`` as the code when the body
+    was no STS error document (botocore then makes up ``Unknown`` or the status)."""
+    response = error.response
+    details = response.get("Error") or {}
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    code = details.get("Code")
+    if not code or code == "Unknown" or code == str(status):
+        return None, "", status
+    return str(code), str(details.get("Message") or ""), status
+
+
+def _unexpected_error_page(error: ClientError, status: int) -> UnexpectedReplyError:
+    metadata = error.response.get("ResponseMetadata", {})
+    content_type = (metadata.get("HTTPHeaders") or {}).get("content-type") or "no content type"
+    details = error.response.get("Error") or {}
+    text = str(error.response.get("body") or details.get("Message") or "")
+    return UnexpectedReplyError(
+        f"HTTP {status} ({_printable(content_type)}), an error page that is not an STS error"
+        + (f": {_excerpt(text)}" if text.strip() else ""),
+        transient=is_transient("", "", status),
+    )
+
+
+def _unparsable_reply(error: BaseException) -> UnexpectedReplyError | None:
+    """The reply botocore failed to parse, if ``error`` came from botocore's parser.
+
+    botocore's ``ResponseParserError`` (and the ``KeyError`` or ``ValueError`` some bodies
+    cause) carry no HTTP status, and botocore 1.27 emits no event between receiving and
+    parsing a reply, so the reply is read from the parser's frame in the traceback.
+    """
+    response: Any = None
+    traceback = error.__traceback__
+    while traceback is not None and response is None:
+        frame = traceback.tb_frame
+        if frame.f_code.co_name == "parse" and frame.f_globals.get("__name__") == (
+            "botocore.parsers"
+        ):
+            response = frame.f_locals.get("response")
+        traceback = traceback.tb_next
+    del traceback
+    if not isinstance(response, dict) or "status_code" not in response:
+        return None
+    status = int(response["status_code"])
+    headers = response.get("headers") or {}
+    body = response.get("body") or b""
+    body = body if isinstance(body, bytes) else str(body).encode()
+    content_type = _printable(str(headers.get("content-type") or "no content type"))
+    announced = str(headers.get("content-length") or "")
+    size = f"{len(body)} bytes"
+    if announced.isdigit() and len(body) < int(announced):
+        size += f" of {announced} announced"
+        cut_short = True
+    else:  # STS's own answer, cut off on the way (a proxy may fix up the length)
+        cut_short = _looks_like_sts(body) and not body.rstrip().endswith(b"Response>")
+    if cut_short:
+        what = f"an STS document cut short: {_excerpt(body)}"
+    elif _looks_like_sts(body):
+        what = f"a malformed STS document: {_excerpt(body)}"
+    elif body.strip():
+        what = f"a body STS would not send: {_excerpt(body)}"
+    else:
+        what = "an empty body"
+    return UnexpectedReplyError(
+        f"HTTP {status} ({content_type}, {size}), {what}",
+        transient=is_transient("", "", status) or cut_short,
+    )
+
+
+def _looks_like_sts(body: bytes) -> bool:
+    return re.search(rb"<(AssumeRole\w*Response|ErrorResponse)\b", body[:512]) is not None
+
+
+def _excerpt(body: bytes | str) -> str:
+    """The start of a reply, safe to show: secrets blanked, one line, bounded."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = " ".join(redact(_printable(text[: _EXCERPT_CHARS * 4])).split())
+    if len(text) > _EXCERPT_CHARS:
+        text = text[:_EXCERPT_CHARS] + "..."
+    return repr(text)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
 def _issued(response: Mapping[str, Any], role_arn: str, session_name: str) -> IssuedCredentials:
-    issued = response["Credentials"]
-    redact_in_logs(issued["SecretAccessKey"], issued["SessionToken"])
+    """Credentials from a parsed STS reply, checked; :class:`UnexpectedReplyError` if unusable."""
+    issued = response.get("Credentials")
+    if isinstance(issued, dict):
+        for name in ("SecretAccessKey", "SessionToken"):
+            if isinstance(issued.get(name), str):
+                issued[name] = Secret(issued[name])  # before anything below can raise
+                redact_in_logs(issued[name])
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 200)
+    if not isinstance(issued, dict):
+        raise UnexpectedReplyError(f"HTTP {status} without <Credentials>")
+    missing = [
+        name
+        for name in ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
+        if not issued.get(name)
+    ]
+    if missing:
+        raise UnexpectedReplyError(f"HTTP {status}, credentials without {', '.join(missing)}")
+    access_key = issued["AccessKeyId"]
+    if not isinstance(access_key, str) or not _ACCESS_KEY_ID.fullmatch(access_key):
+        shown = _excerpt(str(access_key)[:40])
+        raise UnexpectedReplyError(
+            f"an AccessKeyId that is not 16 to 128 letters, digits or underscores ({shown})"
+        )
+    for name in ("SecretAccessKey", "SessionToken"):
+        if not _PRINTABLE.fullmatch(issued[name]):
+            raise UnexpectedReplyError(
+                f"a {name} that holds spaces, line breaks or control characters "
+                "(the value is not shown)"
+            )
+    arn = response.get("AssumedRoleUser", {}).get("Arn") or role_arn
+    if not isinstance(arn, str) or not arn.isprintable():
+        raise UnexpectedReplyError(
+            f"an AssumedRoleUser ARN with control characters ({_excerpt(str(arn))})"
+        )
+    try:
+        expiration = _as_utc(issued["Expiration"])
+    except (TypeError, ValueError, AttributeError):
+        raise UnexpectedReplyError(
+            f"an Expiration that is no time ({_excerpt(str(issued['Expiration']))})"
+        ) from None
+    _check_expiration(expiration)
     return IssuedCredentials(
-        access_key=issued["AccessKeyId"],
+        access_key=access_key,
         secret_key=issued["SecretAccessKey"],
         token=issued["SessionToken"],
-        expiration=_as_utc(issued["Expiration"]),
-        assumed_role_arn=response.get("AssumedRoleUser", {}).get("Arn", role_arn),
+        expiration=expiration,
+        assumed_role_arn=arn,
         session_name=session_name,
+    )
+
+
+def _check_expiration(expiration: datetime.datetime) -> None:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    latest = now + datetime.timedelta(seconds=MAX_SESSION_SECONDS + MAX_CLOCK_SKEW_SECONDS)
+    if now < expiration <= latest:
+        return
+    when = "already expired" if expiration <= now else "expire more than 12 hours from now"
+    raise UnexpectedReplyError(
+        f"credentials that {when} (Expiration {expiration:%Y-%m-%dT%H:%M:%SZ}; this machine's "
+        f"clock says {now:%Y-%m-%dT%H:%M:%SZ})",
+        hint=(
+            "Either the job's clock is wrong (check it against an NTP server) or something "
+            f"other than AWS STS answered (check {EnvVar.ENDPOINT_URL_STS} and any proxy)."
+        ),
     )
 
 
 def _as_utc(value: Any) -> datetime.datetime:
     if isinstance(value, str):
         value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=datetime.timezone.utc)
-    return value.astimezone(datetime.timezone.utc)  # type: ignore[no-any-return]
+    if not isinstance(value, datetime.datetime):
+        raise TypeError(f"not a time: {type(value).__name__}")
+    moment: datetime.datetime = value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc)

@@ -11,6 +11,13 @@ import json
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from botocore.exceptions import (
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ProxyConnectionError,
+    SSLError,
+)
+
 from .exceptions import (
     TROUBLESHOOTING_URL,
     AccessDeniedError,
@@ -20,6 +27,7 @@ from .exceptions import (
     STSUnavailableError,
 )
 from .id_token import JOB_TIMEOUT_HINT, IdToken, aws_audiences
+from .redaction import redact
 from .settings import EnvVar, Settings
 
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "IDPRejectedClaim"})
@@ -127,17 +135,82 @@ def _role_of(assumed_role_arn: str) -> str:
     return prefix.replace(":sts:", ":iam:") + ":role/" + resource.split("/")[0]
 
 
+class UnexpectedReplyError(STSRequestError):
+    """The answer to an STS request was not an STS answer, or carried unusable credentials.
+
+    Raised inside the exchange and turned by :func:`sts_unreachable` into an error that
+    names the endpoint; ``transient`` says whether asking again may help.
+    """
+
+    def __init__(self, problem: str, *, transient: bool = False, hint: str | None = None) -> None:
+        super().__init__(f"AWS STS answered {problem}.")
+        self.problem = problem
+        self.transient = transient
+        self.hint = hint
+
+
 def sts_unreachable(
-    reason: str, endpoint: str, settings: Settings, attempts: int
-) -> STSUnavailableError:
-    """The exception when STS could not be reached at all."""
+    problem: Exception, endpoint: str, settings: Settings, attempts: int
+) -> STSError:
+    """The exception when STS could not be reached, or what answered was not STS.
+
+    ``problem`` is botocore's connection error or an :class:`UnexpectedReplyError`.
+    """
+    tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
+    if isinstance(problem, UnexpectedReplyError):
+        cls: type[STSError] = STSUnavailableError if problem.transient else STSRequestError
+        hint = problem.hint or _endpoint_hint(settings, problem.transient)
+        text = (
+            f"AWS STS at {endpoint} answered the request for {settings.role_arn} with "
+            f"{problem.problem} ({tries}). {hint}"
+        )
+        return cls(f"{text} See {TROUBLESHOOTING_URL}", code=None, role_arn=settings.role_arn)
+    if isinstance(problem, SSLError):
+        hint = TLS_HINT
+    elif isinstance(problem, ProxyConnectionError):
+        hint = (
+            "The proxy refused or dropped the connection: check HTTPS_PROXY / HTTP_PROXY and "
+            "NO_PROXY in the job's environment."
+        )
+    elif isinstance(problem, (EndpointConnectionError, ConnectTimeoutError)):
+        hint = (
+            "The host name must resolve and accept HTTPS connections from the job: check "
+            f"{EnvVar.ENDPOINT_URL_STS} and the region ({EnvVar.REGION}, AWS_DEFAULT_REGION), "
+            "then the job's network access to AWS (proxy: HTTPS_PROXY / NO_PROXY; firewall)."
+        )
+    else:
+        hint = (
+            "Check the job's network access to AWS (proxy, firewall) and "
+            f"{EnvVar.ENDPOINT_URL_STS} / the region."
+        )
     return STSUnavailableError(
-        f"Could not reach AWS STS at {endpoint} to assume {settings.role_arn}: {reason} "
-        f"(after {attempts} attempt{'s' if attempts != 1 else ''}). Check the job's network "
-        f"access to AWS (proxy, firewall) and {EnvVar.ENDPOINT_URL_STS} / the region. "
-        f"See {TROUBLESHOOTING_URL}",
+        f"Could not reach AWS STS at {endpoint} to assume {settings.role_arn}: "
+        f"{redact(str(problem))} ({tries}). {hint} See {TROUBLESHOOTING_URL}",
         code=None,
         role_arn=settings.role_arn,
+    )
+
+
+TLS_HINT = (
+    "The server's TLS certificate was not trusted, so the request was not retried. botocore "
+    "trusts the CA bundle named by AWS_CA_BUNDLE (or ca_bundle in the AWS config profile), "
+    "else the one in REQUESTS_CA_BUNDLE, else its own (certifi); it ignores SSL_CERT_FILE and "
+    "the system store. Behind a proxy that intercepts TLS, point AWS_CA_BUNDLE at a PEM file "
+    f"with the proxy's CA certificate; also check that {EnvVar.ENDPOINT_URL_STS} names the host "
+    "in the certificate."
+)
+
+
+def _endpoint_hint(settings: Settings, transient: bool) -> str:
+    if transient:
+        return (
+            "A proxy or load balancer in front of STS seems to be failing; retries did not help "
+            f"within {EnvVar.RETRY_BUDGET_SECONDS} ({settings.retry_budget_seconds:g} s)."
+        )
+    return (
+        "Something other than AWS STS may have answered: check "
+        f"{EnvVar.ENDPOINT_URL_STS} and the region ({EnvVar.REGION}, AWS_DEFAULT_REGION), and "
+        "any proxy between the job and AWS (HTTPS_PROXY, NO_PROXY)."
     )
 
 

@@ -1,4 +1,4 @@
-"""Keep the ID token and credentials out of botocore's DEBUG logs.
+"""Keep the ID token and credentials out of logs, error messages and tracebacks.
 
 At DEBUG, botocore logs request parameters and bodies (``botocore.endpoint``) and
 response bodies (``botocore.parsers``), which for our STS call contain the web
@@ -6,6 +6,11 @@ identity token, the secret key and the session token. A filter on those loggers
 blanks the values of those fields wherever they appear (XML, form or dict form),
 and any other occurrence of a secret the library has handled. Filters only run
 for records that pass the level check, so this costs nothing unless DEBUG is on.
+
+:func:`redact` applies the same rules to text we put into exceptions (STS error
+messages, excerpts of unexpected replies). :class:`Secret` makes a secret safe to
+hold in a local variable: tools that print locals (``pytest --showlocals``, error
+trackers) show its ``repr``, which is redacted.
 """
 
 from __future__ import annotations
@@ -30,11 +35,27 @@ _BODY_LOGGERS = (
 _MIN_SECRET_LENGTH = 8  # short strings would redact unrelated text
 _FIELDS = "SecretAccessKey|SessionToken|WebIdentityToken"
 _SECRET_FIELDS = (
-    (re.compile(rf"<({_FIELDS})>[^<]*</"), rf"<\1>{REDACTED}</"),  # XML bodies
+    # XML bodies; an element cut short (a truncated reply) is blanked to the end.
+    (re.compile(rf"<({_FIELDS})>[^<]*"), rf"<\1>{REDACTED}"),
     (re.compile(rf"(['\"]({_FIELDS})['\"]:\s*['\"])[^'\"]*"), rf"\1{REDACTED}"),  # dict reprs
     (re.compile(rf"\b({_FIELDS})=[^&'\"\s]*"), rf"\1={REDACTED}"),  # form bodies
     (re.compile(r"(x-amz-security-token[:=])[^&'\"\s]*", re.I), rf"\1{REDACTED}"),  # signing
+    # Anything shaped like a JWT (header and payload are base64url JSON objects).
+    (re.compile(r"\beyJ[\w-]{2,}\.eyJ[\w-]{2,}\.[\w-]*"), REDACTED),
 )
+
+
+class Secret(str):
+    """A string whose ``repr`` never shows it; ``str()``, ``==`` and encoding are unchanged.
+
+    botocore accepts it wherever a ``str`` parameter goes and sends the real value.
+    Operations that build new strings (slicing, concatenation) return plain ``str``.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return REDACTED
 
 
 class _SecretFilter(logging.Filter):
@@ -45,18 +66,22 @@ class _SecretFilter(logging.Filter):
 
     def add(self, values: Iterable[str | None]) -> None:
         with self._lock:
-            self._secrets.update(v for v in values if v and len(v) >= _MIN_SECRET_LENGTH)
+            self._secrets.update(str(v) for v in values if v and len(v) >= _MIN_SECRET_LENGTH)
+
+    def redact(self, text: str) -> str:
+        for pattern, replacement in _SECRET_FIELDS:
+            text = pattern.sub(replacement, text)
+        for secret in tuple(self._secrets):
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
-            original = message = record.getMessage()
+            original = record.getMessage()
         except Exception:  # a broken record is logging's problem, not ours
             return True
-        for pattern, replacement in _SECRET_FIELDS:
-            message = pattern.sub(replacement, message)
-        for secret in tuple(self._secrets):
-            if secret in message:
-                message = message.replace(secret, REDACTED)
+        message = self.redact(original)
         if message != original:
             record.msg, record.args = message, ()
         return True
@@ -73,5 +98,11 @@ for _name in {
 
 
 def redact_in_logs(*values: str | None) -> None:
-    """Never let ``values`` appear in the records of botocore's body-logging loggers."""
+    """Never let ``values`` appear in the records of botocore's body-logging loggers,
+    nor in text passed through :func:`redact`."""
     _filter.add(values)
+
+
+def redact(text: str) -> str:
+    """``text`` without secret fields, JWTs or any secret registered with :func:`redact_in_logs`."""
+    return _filter.redact(text)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import datetime
+import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dotenv
 import pytest
 import trustme
 
+from gitlab_botocore import GitLabOIDCError, cli
 from gitlab_botocore.testing.issuer import FakeGitLab
-from gitlab_botocore.testing.sts import FakeAWS
+from gitlab_botocore.testing.sts import FakeAWS, Fault, credentials_body
 
 from .conftest import ACCOUNT_ID, Job
 
@@ -466,3 +471,122 @@ def test_trust_policy_check_flags_a_policy_without_sub(job: Job, tmp_path: Path)
     assert report["admits"] is True
     assert any(finding["severity"] == "security" for finding in report["findings"])
     assert result.returncode == 1
+
+
+# -- failures: one message, never a traceback (issue 10, items 4 and 5) -------------------
+
+DOCTORED_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def doctored_reply(**values: str) -> Fault:
+    expiration = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    fields = {
+        "access_key": "ASIAEXAMPLEEXAMPLE12",
+        "secret_key": DOCTORED_SECRET,
+        "session_token": "FwoGZXIvYXdzEXAMPLETOKEN",
+        "expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **values,
+    }
+    return Fault.reply(credentials_body(**fields))
+
+
+BROKEN_STS = [
+    pytest.param(
+        Fault.reply("<html><body>Proxy login</body></html>", 200, "text/html"), id="html-200"
+    ),
+    pytest.param(Fault.reply(b""), id="empty-200"),
+    pytest.param(doctored_reply(secret_key=DOCTORED_SECRET + "\nAWS_ROLE_ARN=x"), id="newline"),
+]
+
+
+@pytest.mark.parametrize("command", ["credential-process", "env", "whoami"])
+@pytest.mark.parametrize("fault", BROKEN_STS)
+def test_a_broken_sts_reply_exits_1_with_one_message(
+    job: Job, aws: FakeAWS, command: str, fault: Fault
+) -> None:
+    aws.sts.inject(fault)
+    result = run(command)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"gitlab-botocore {command}: AWS STS at {aws.sts.url}")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert DOCTORED_SECRET not in result.stderr
+
+
+def test_an_unreachable_sts_exits_1_quickly_with_one_message(job: Job) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    job.set(AWS_ENDPOINT_URL_STS=f"http://127.0.0.1:{port}")
+    result = run("credential-process")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"Could not reach AWS STS at http://127.0.0.1:{port}" in result.stderr
+    assert "(after 3 attempts)" in result.stderr
+
+
+def test_a_bug_says_so_and_how_to_see_the_traceback(
+    job: Job, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(context: object, out: object) -> int:
+        raise AttributeError("'NoneType' object has no attribute 'claims'")
+
+    monkeypatch.setattr(cli, "cmd_whoami", broken)  # a stand-in for a real bug
+    assert cli.main(["whoami"], environ=dict(os.environ)) == 1
+    quiet = capsys.readouterr()
+    assert "Traceback" not in quiet.err
+    assert "unexpected error, AttributeError: 'NoneType' object has no attribute" in quiet.err
+    assert "GITLAB_BOTOCORE_DEBUG=1 prints it" in quiet.err
+    assert cli.main(["whoami"], environ={**os.environ, "GITLAB_BOTOCORE_DEBUG": "1"}) == 1
+    loud = capsys.readouterr()
+    assert loud.err.startswith("Traceback (most recent call last):")
+    assert "in broken" in loud.err
+
+
+def test_a_closed_pipe_is_no_traceback(job: Job) -> None:
+    # The reader is gone before the credentials are written: the write hits a closed pipe.
+    script = f"{COMMAND} env --format json | true"
+    result = subprocess.run(
+        ["/bin/bash", "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipeError" not in result.stderr
+
+
+# -- dotenv output -----------------------------------------------------------------------
+
+
+def test_dotenv_output_round_trips_through_python_dotenv(job: Job, aws: FakeAWS) -> None:
+    # Odd but printable: what a non-AWS STS could hand out, and what naive quoting breaks.
+    odd_token = "Fwo'quoted\"$HOME#not-a-comment\\back"
+    aws.sts.inject(doctored_reply(session_token=odd_token))
+    result = run("env", "--format", "dotenv")
+    assert result.returncode == 0, result.stderr
+    values = dotenv.dotenv_values(stream=io.StringIO(result.stdout))
+    assert values == {
+        "AWS_ACCESS_KEY_ID": "ASIAEXAMPLEEXAMPLE12",
+        "AWS_SECRET_ACCESS_KEY": DOCTORED_SECRET,
+        "AWS_SESSION_TOKEN": odd_token,
+        "AWS_CREDENTIAL_EXPIRATION": values["AWS_CREDENTIAL_EXPIRATION"],
+    }
+    assert len(result.stdout.splitlines()) == 4
+
+
+def test_real_dotenv_credentials_work(job: Job, aws: FakeAWS) -> None:
+    result = run("env", "--format", "dotenv")
+    assert result.returncode == 0, result.stderr
+    values = dotenv.dotenv_values(stream=io.StringIO(result.stdout))
+    identity = aws.client(
+        "sts",
+        aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=values["AWS_SESSION_TOKEN"],
+    ).get_caller_identity()
+    assert identity["Arn"].endswith("/GitLabRunner-42-1001-5001")
+
+
+@pytest.mark.parametrize("value", ["a\nb", "a\rb", "a${HOME}b"])
+def test_dotenv_refuses_what_it_cannot_carry(value: str) -> None:
+    with pytest.raises(GitLabOIDCError, match="--format json"):
+        cli.dotenv_quote(value)

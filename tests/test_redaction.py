@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import boto3
 import pytest
@@ -69,3 +75,131 @@ def test_failure_paths_at_debug_log_no_secret(
     assert any("retrying in" in line for line in captured)
     for secret in (raw_token, job.variables["GITLAB_OIDC_TOKEN"], frozen.secret_key, frozen.token):
         assert not [line for line in captured if secret in line]
+
+
+# -- tracebacks (issue 10, item 6) ----------------------------------------------------------
+
+FAILING_TESTS = """
+import datetime
+import json
+import os
+
+import boto3
+import pytest
+
+from gitlab_botocore.testing.sts import Fault, credentials_body
+
+RECORD = os.environ["SECRETS_RECORD"]
+DOCTORED_SECRET = os.environ["DOCTORED_SECRET"]
+DOCTORED_TOKEN = os.environ["DOCTORED_TOKEN"]
+
+
+def doctored(expires_in):
+    expiration = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+        seconds=expires_in
+    )
+    return credentials_body(
+        "ASIAEXAMPLEEXAMPLE12",
+        DOCTORED_SECRET,
+        DOCTORED_TOKEN,
+        expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+
+
+def record_secrets():
+    found = [os.environ.get("GITLAB_OIDC_TOKEN", "")]
+    try:
+        frozen = boto3.Session().get_credentials().get_frozen_credentials()
+        found += [str(frozen.secret_key), str(frozen.token)]
+    except Exception:
+        pass
+    with open(RECORD, "a") as record:
+        record.write(json.dumps(found) + "\\n")
+
+
+@pytest.fixture
+def job(gitlab_ci_env):
+    yield gitlab_ci_env
+    record_secrets()
+
+
+def test_refused(job):
+    job.token(project_path="other/project")
+    boto3.client("s3").list_buckets()
+
+
+def test_unreachable(job):
+    job.set(AWS_ENDPOINT_URL_STS=os.environ["CLOSED_ENDPOINT"])
+    boto3.client("s3").list_buckets()
+
+
+def test_expired_reply(job, fake_gitlab_aws):
+    fake_gitlab_aws.inject(Fault.reply(doctored(-60)))
+    boto3.client("s3").list_buckets()
+
+
+def test_reply_cut_after_the_secrets(job, fake_gitlab_aws):
+    job.set(GITLAB_BOTOCORE_RETRY_BUDGET_SECONDS="0")
+    fake_gitlab_aws.inject(Fault.reply(doctored(3600)[:-150]))
+    boto3.client("s3").list_buckets()
+
+
+def test_sts_echoes_the_token(job, fake_gitlab_aws):
+    fake_gitlab_aws.inject(
+        Fault("ValidationError", "Value at webIdentityToken: " + os.environ["GITLAB_OIDC_TOKEN"])
+    )
+    boto3.client("s3").list_buckets()
+
+
+def test_holding_credentials(job):
+    credentials = boto3.Session().get_credentials()
+    frozen = credentials.get_frozen_credentials()
+    issued = credentials.get_issued_credentials()
+    generation = credentials._current
+    assert (frozen, issued, generation) is None
+"""
+
+
+def test_failing_tests_show_no_secret_with_showlocals(tmp_path: Path) -> None:
+    """``pytest --showlocals -vvv --tb=long`` on calls that fail in every way we know."""
+    (tmp_path / "test_failing.py").write_text(FAILING_TESTS)
+    record = tmp_path / "secrets.jsonl"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    doctored = {
+        "DOCTORED_SECRET": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYDOCTORED1",
+        "DOCTORED_TOKEN": "FwoGZXIvYXdzEDOCTOREDSESSIONTOKEN0123456789",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(tmp_path / "test_failing.py"),
+            "--showlocals",
+            "-vvv",
+            "--tb=long",
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "ignore::DeprecationWarning",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, **doctored, "SECRETS_RECORD": str(record), "CLOSED_ENDPOINT": closed},
+    )
+    output = result.stdout + result.stderr
+    assert "6 failed" in output, output[-3000:]
+    for expected in ("AccessDeniedError", "STSUnavailableError", "STSRequestError"):
+        assert expected in output
+    assert "<redacted>" in output  # locals holding secrets were printed, redacted
+    secrets = {value for line in record.read_text().splitlines() for value in json.loads(line)}
+    secrets |= {token.split(".")[2] for token in secrets if token.count(".") == 2}
+    secrets |= set(doctored.values())
+    assert len(secrets) >= 10  # six ID tokens (and their signatures), a key pair, doctored ones
+    leaked = {secret[:12] for secret in secrets if secret and secret in output}
+    assert not leaked, f"secrets starting {sorted(leaked)} appear in the pytest output"

@@ -52,6 +52,7 @@ __all__ = [
     "STSError",
     "VerifyingSTS",
     "condition_holds",
+    "credentials_body",
     "error_body",
     "trust_policy_allows",
     "trust_policy_for",
@@ -105,8 +106,10 @@ class STSError(Exception):
 class Fault:
     """One scripted misbehaviour for the next ``AssumeRoleWithWebIdentity`` request.
 
-    ``delay`` is slept first. Then ``drop`` closes the connection without an answer, a
-    non-empty ``code`` is answered as an STS error, and otherwise the request proceeds.
+    ``delay`` is slept first. Then ``drop`` closes the connection without an answer,
+    ``body`` is sent as it is (with ``status`` and ``content_type``: an error page, garbage,
+    a doctored STS document), a non-empty ``code`` is answered as an STS error, and
+    otherwise the request proceeds.
     """
 
     code: str | None
@@ -114,6 +117,14 @@ class Fault:
     status: int = 400
     delay: float = 0.0
     drop: bool = False
+    body: bytes | None = None
+    content_type: str = "text/xml"
+
+    @classmethod
+    def reply(cls, body: bytes | str, status: int = 200, content_type: str = "text/xml") -> Fault:
+        """Answer with exactly ``body``, as a proxy, a captive portal or a broken STS might."""
+        data = body.encode() if isinstance(body, str) else body
+        return cls(code=None, status=status, body=data, content_type=content_type)
 
     @classmethod
     def latency(cls, seconds: float) -> Fault:
@@ -167,7 +178,7 @@ class AssumeRoleCall:
     """What one ``AssumeRoleWithWebIdentity`` request asked for, and how it ended.
 
     ``claims`` come from an unverified decode; the token itself is not kept. ``outcome`` is
-    ``"ok"``, an error code, or ``"dropped"``.
+    ``"ok"``, an error code, ``"dropped"``, or ``"HTTP <status> reply"`` for a ``Fault.reply``.
     """
 
     role_arn: str
@@ -177,6 +188,32 @@ class AssumeRoleCall:
     outcome: str
     policy: str | None = None
     policy_arns: tuple[str, ...] = ()
+
+
+def credentials_body(
+    access_key: str,
+    secret_key: str,
+    session_token: str,
+    expiration: str,
+    *,
+    assumed_role_arn: str = "arn:aws:sts::123456789012:assumed-role/deploy/session",
+    action: str = ACTION,
+) -> bytes:
+    """Render a successful ``AssumeRoleWithWebIdentity`` (or ``action``) answer, values as given.
+
+    For doctored answers: ``Fault.reply(credentials_body(...))``.
+    """
+    return (
+        f'<{action}Response xmlns="{STS_NAMESPACE}"><{action}Result>'
+        f"<Credentials><AccessKeyId>{escape(access_key)}</AccessKeyId>"
+        f"<SecretAccessKey>{escape(secret_key)}</SecretAccessKey>"
+        f"<SessionToken>{escape(session_token)}</SessionToken>"
+        f"<Expiration>{escape(expiration)}</Expiration></Credentials>"
+        f"<AssumedRoleUser><Arn>{escape(assumed_role_arn)}</Arn>"
+        "<AssumedRoleId>AROAEXAMPLE:session</AssumedRoleId></AssumedRoleUser>"
+        f"</{action}Result><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
+        f"</ResponseMetadata></{action}Response>"
+    ).encode()
 
 
 def error_body(code: str, message: str, status: int, request_id: str) -> bytes:
@@ -426,6 +463,10 @@ class VerifyingSTS(LocalServer):
             handler.close_connection = True
             return
         request_id = str(uuid.uuid4())
+        if fault is not None and fault.body is not None:
+            record(f"HTTP {fault.status} reply")
+            handler.send_bytes(fault.status, fault.body, fault.content_type, request_id)
+            return
         try:
             if fault is not None and fault.code:
                 raise STSError(fault.code, fault.message, fault.status)
