@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
+import datetime
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
 
 import boto3
 import botocore.session
+import time_machine
 
+from gitlab_botocore.provider import shared_credentials
 from gitlab_botocore.testing.sts import FakeAWS
 
 from .conftest import ACCOUNT_ID, Job
+
+
+class OwnedSession(botocore.session.Session):  # type: ignore[misc]
+    """A botocore session that notes every other thread that builds clients or
+    components with it: botocore sessions are not thread-safe."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.owner = threading.get_ident()
+        self.strangers: list[str] = []
+        super().__init__(*args, **kwargs)
+
+    def _touched(self, what: str) -> None:
+        if threading.get_ident() != self.owner:
+            self.strangers.append(f"{what} from {threading.current_thread().name}")
+
+    def create_client(self, *args: Any, **kwargs: Any) -> Any:
+        self._touched("create_client")
+        return super().create_client(*args, **kwargs)
+
+    def get_component(self, name: str) -> Any:
+        self._touched(f"get_component({name})")
+        return super().get_component(name)
+
+    def _get_internal_component(self, name: str) -> Any:
+        self._touched(f"_get_internal_component({name})")
+        return super()._get_internal_component(name)
+
+    def get_config_variable(self, *args: Any, **kwargs: Any) -> Any:
+        self._touched("get_config_variable")
+        return super().get_config_variable(*args, **kwargs)
 
 
 def test_no_sts_call_until_credentials_are_used(job: Job, aws: FakeAWS) -> None:
@@ -34,14 +70,72 @@ def test_many_sessions_across_threads_make_one_sts_call(job: Job, aws: FakeAWS) 
 
 
 def test_sessions_calling_aws_from_threads_share_one_sts_call(job: Job, aws: FakeAWS) -> None:
-    def call_aws(_: int) -> str:
-        arn: str = boto3.Session().client("sts").get_caller_identity()["Arn"]
-        return arn
+    # Repeated: a race between threads building clients shows up only now and then.
+    for _ in range(3):
+        shared_credentials.clear()
+        aws.sts.reset()
+        sessions: list[OwnedSession] = []
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            arns = set(pool.map(partial(_call_aws_in_own_session, sessions), range(16)))
+        assert arns == {f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/deploy/GitLabRunner-42-1001-5001"}
+        assert aws.sts.assume_role_calls == 1
+        assert [s.strangers for s in sessions if s.strangers] == []
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        arns = set(pool.map(call_aws, range(16)))
-    assert arns == {f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/deploy/GitLabRunner-42-1001-5001"}
-    assert aws.sts.assume_role_calls == 1
+
+def _call_aws_in_own_session(sessions: list[OwnedSession], _: int) -> str:
+    session = OwnedSession()
+    sessions.append(session)
+    arn: str = boto3.Session(botocore_session=session).client("sts").get_caller_identity()["Arn"]
+    return arn
+
+
+def test_no_thread_touches_another_threads_session(
+    job: Job, aws: FakeAWS, chained_role_arn: str
+) -> None:
+    # Each thread owns a session; the shared credentials fetch and refresh from whichever
+    # thread gets there first, chained roles included (a signed AssumeRole each time).
+    job.set(GITLAB_BOTOCORE_CHAIN_ROLE_ARNS=chained_role_arn)
+    start = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.timezone.utc)
+    with time_machine.travel(start, tick=False) as clock:
+        job.token(lifetime_seconds=6 * 3600)
+        for _ in range(15):
+            shared_credentials.clear()
+            sessions: list[OwnedSession] = []
+            keys = _fetch_and_refresh_from_threads(sessions, clock)
+            assert len(keys) == 16
+            assert len(set(keys)) == 2  # fetched, then refreshed
+            assert [s.strangers for s in sessions if s.strangers] == []
+
+
+def _fetch_and_refresh_from_threads(
+    sessions: list[OwnedSession], clock: time_machine.Traveller
+) -> list[str]:
+    """Eight threads, a session each: load, then use the shared credentials, then use
+    them again inside the last 10 minutes. Returns the access keys they got."""
+    keys: list[str] = []
+    barrier = threading.Barrier(9, timeout=60)
+
+    def worker() -> None:
+        session = OwnedSession()
+        sessions.append(session)
+        credentials = boto3.Session(botocore_session=session).get_credentials()
+        barrier.wait()  # every session has loaded its provider
+        keys.append(credentials.get_frozen_credentials().access_key)
+        barrier.wait()  # the clock moves
+        barrier.wait()
+        keys.append(credentials.get_frozen_credentials().access_key)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    barrier.wait()
+    clock.shift(3100)
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    clock.shift(-3100)
+    return keys
 
 
 def test_shared_credentials_sign_real_requests(job: Job, aws: FakeAWS) -> None:
