@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -10,8 +12,10 @@ from typing import Any
 
 import boto3
 import botocore.session
+import pytest
 import time_machine
 
+from gitlab_botocore import sts_client
 from gitlab_botocore.provider import shared_credentials
 from gitlab_botocore.testing.sts import FakeAWS
 
@@ -198,3 +202,85 @@ def test_session_policies_reach_sts(job: Job, aws: FakeAWS) -> None:
     (call,) = aws.sts.calls
     assert call.policy == '{"Version":"2012-10-17","Statement":[]}'
     assert call.policy_arns == ("arn:aws:iam::aws:policy/ReadOnlyAccess",)
+
+
+# -- the ID token over plain http:// ------------------------------------------------------
+
+
+@pytest.fixture
+def through_proxy(job: Job, aws: FakeAWS, monkeypatch: pytest.MonkeyPatch) -> Job:
+    """Requests to any http:// host reach the local STS, as a CI service such as
+    LocalStack would be reached by name; warnings already given are forgotten."""
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", aws.sts.url)
+    monkeypatch.setattr(sts_client, "_warned_plain_http", set())
+    return job
+
+
+def plain_http_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == sts_client.plain_http_logger.name]
+
+
+def test_plain_http_to_another_host_warns_once_per_endpoint(
+    through_proxy: Job, aws: FakeAWS, caplog: pytest.LogCaptureFixture
+) -> None:
+    through_proxy.set(AWS_ENDPOINT_URL_STS="http://localstack:4566")
+    with caplog.at_level(logging.WARNING, logger="gitlab_botocore"):
+        for _ in range(2):  # two sends of the token to the same endpoint
+            shared_credentials.clear()
+            assert boto3.Session().get_credentials().get_frozen_credentials().access_key
+        through_proxy.set(AWS_ENDPOINT_URL_STS="http://sts-mirror.example.com:8080/")
+        boto3.Session().get_credentials().get_frozen_credentials()
+    assert aws.sts.assume_role_calls == 3
+    (localstack, mirror) = plain_http_warnings(caplog)
+    assert "http://localstack:4566 over plain HTTP" in localstack
+    assert "LocalStack" in localstack
+    assert "logging.getLogger('gitlab_botocore.sts_client.plain_http')" in localstack
+    assert "http://sts-mirror.example.com:8080 over plain HTTP" in mirror
+    assert os.environ["GITLAB_OIDC_TOKEN"] not in caplog.text
+
+
+def test_plain_http_warning_can_be_silenced(
+    through_proxy: Job, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    through_proxy.set(AWS_ENDPOINT_URL_STS="http://localstack:4566")
+    monkeypatch.setattr(sts_client.plain_http_logger, "level", logging.ERROR)
+    with caplog.at_level(logging.WARNING, logger="gitlab_botocore"):
+        boto3.Session().get_credentials().get_frozen_credentials()
+    assert plain_http_warnings(caplog) == []
+
+
+def test_plain_http_to_this_machine_does_not_warn(
+    through_proxy: Job, aws: FakeAWS, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = aws.sts.url.rsplit(":", 1)[1]
+    with caplog.at_level(logging.WARNING, logger="gitlab_botocore"):
+        for host in ("127.0.0.1", "localhost", "127.0.0.5"):
+            shared_credentials.clear()
+            through_proxy.set(AWS_ENDPOINT_URL_STS=f"http://{host}:{port}")
+            boto3.Session().get_credentials().get_frozen_credentials()
+    assert aws.sts.assume_role_calls == 3
+    assert plain_http_warnings(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LOCALHOST.", True),
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.1", True),
+        ("localstack", False),
+        ("localhost.example.com", False),
+        ("128.0.0.1", False),
+        ("10.0.0.1", False),
+        ("::2", False),
+        ("", False),
+    ],
+)
+def test_what_counts_as_this_machine(host: str, loopback: bool) -> None:
+    assert sts_client.is_loopback(host) is loopback
