@@ -98,6 +98,14 @@ def _fetch(source: TokenSource, exchange: STSExchange, retry: bool) -> IssuedCre
     if settings.cache_dir is None:
         return exchange.assume_role(token, retry=retry)
     cache = CredentialCache(settings.cache_dir)
-    return cache.get_or_fetch(
-        cache_key(settings, token), lambda: exchange.assume_role(token, retry=retry)
-    )
+    key = cache_key(settings, token)
+    if retry:
+        return cache.get_or_fetch(key, lambda: exchange.assume_role(token))
+    # A single attempt is made for a caller whose credentials still work: it must not
+    # wait for the cache's lock, which another process may hold through a retry loop.
+    cached = cache.load(key)
+    if cached is not None:
+        return cached
+    issued = exchange.assume_role(token, retry=False)
+    cache.store(key, issued)
+    return issued

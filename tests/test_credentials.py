@@ -9,9 +9,12 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Callable
 
 import boto3
@@ -607,3 +610,40 @@ def test_a_caller_with_nothing_usable_waits_for_retries(
         "ok",
     ]
     assert "using the current ones" not in caplog.text
+
+
+def test_with_the_cache_a_usable_caller_does_not_wait_for_another_process(
+    job: Job, clock: time_machine.Traveller, aws: FakeAWS, tmp_path: Path
+) -> None:
+    # Another process of the job holds the cache's lock, as it would through a retry
+    # loop during an outage; this process still has credentials for 9 minutes.
+    job.set(GITLAB_BOTOCORE_CACHE=str(tmp_path / "cache"))
+    credentials = boto3.Session().get_credentials()
+    first = access_key(credentials)
+    (lock_file,) = (tmp_path / "cache").glob("*.lock")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lock_file)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        clock.shift(3060)
+        keys: list[str] = []
+        caller = threading.Thread(target=lambda: keys.append(access_key(credentials)))
+        caller.start()
+        caller.join(timeout=15)  # the cache would make it wait 30 s for the lock
+        assert keys
+        assert keys[0] != first  # its own attempt succeeded
+    finally:
+        holder.kill()
+        holder.wait()
+    assert aws.sts.assume_role_calls == 2
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(120)
+"""

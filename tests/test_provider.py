@@ -29,6 +29,7 @@ class OwnedSession(botocore.session.Session):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.owner = threading.get_ident()
         self.strangers: list[str] = []
+        self.clients: list[str] = []
         super().__init__(*args, **kwargs)
 
     def _touched(self, what: str) -> None:
@@ -37,6 +38,7 @@ class OwnedSession(botocore.session.Session):  # type: ignore[misc]
 
     def create_client(self, *args: Any, **kwargs: Any) -> Any:
         self._touched("create_client")
+        self.clients.append(args[0] if args else kwargs["service_name"])
         return super().create_client(*args, **kwargs)
 
     def get_component(self, name: str) -> Any:
@@ -202,6 +204,22 @@ def test_session_policies_reach_sts(job: Job, aws: FakeAWS) -> None:
     (call,) = aws.sts.calls
     assert call.policy == '{"Version":"2012-10-17","Statement":[]}'
     assert call.policy_arns == ("arn:aws:iam::aws:policy/ReadOnlyAccess",)
+
+
+def test_first_use_makes_one_sts_client_from_the_callers_session(
+    job: Job, aws: FakeAWS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No more work on the way to the first request than botocore's own provider does:
+    # one STS client from the session, no private session.
+    def private_client(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a private session made a client")
+
+    monkeypatch.setattr(sts_client.PrivateSession, "create_client", private_client)
+    session = OwnedSession()
+    boto3.Session(botocore_session=session).client("s3").list_buckets()
+    assert sorted(session.clients) == ["s3", "sts"]
+    assert aws.sts.assume_role_calls == 1
+    assert session.strangers == []
 
 
 # -- the ID token over plain http:// ------------------------------------------------------
