@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import botocore.session
+from botocore.config import Config
 
 from .settings import EnvVar
 
@@ -40,7 +41,9 @@ class PrivateSession:
 
     def __init__(self, session: Any) -> None:
         self._variables = dict(session.instance_variables())
-        self._default_config = session.get_default_client_config()
+        default_config = session.get_default_client_config()
+        # aiobotocore's AioConfig carries options a plain botocore session does not know.
+        self._default_config = default_config if type(default_config) is Config else None
         self._user_agent = (
             session.user_agent_name,
             session.user_agent_version,
