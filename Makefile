@@ -1,21 +1,37 @@
 # Everything a fresh clone needs, with only Python 3 and make:
-#   make test   create .venv, install, lint, type-check, run the tests, then the matrix
-#   make matrix the tests on the oldest and newest botocore and on aiobotocore (noxfile.py)
-#   make demo   offline end-to-end demo (local GitLab-like issuer + local STS)
+#   make demo        offline end-to-end demo (local GitLab-like issuer + local STS); installs
+#                    only what the demo needs
+#   make test        create .venv, install everything, lint, type-check, run the tests, check
+#                    the built wheel and sdist, then the matrix
+#   make matrix      the tests on the oldest and newest botocore and on aiobotocore (noxfile.py)
+#   make dist-check  build the wheel and sdist, check their metadata, install the wheel into a
+#                    fresh venv and run it
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+# pip >= 25.1 installs the dependency groups of pyproject.toml (`--group`).
+PIP_STAMP  := $(VENV)/.pip-stamp
+DEMO_STAMP := $(VENV)/.demo-stamp
+STAMP      := $(VENV)/.installed-stamp
+DIST_VENV  := build/dist-check-venv
 
-.PHONY: all test lint typecheck pytest matrix demo bench clean
+.PHONY: all test lint typecheck pytest matrix dist-check demo bench clean
 
 all: test
 
-$(STAMP): pyproject.toml
+$(PIP_STAMP):
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
+	@touch $@
+
+# The demo imports the package from the checkout (PYTHONPATH): no build, only the fakes' needs.
+$(DEMO_STAMP): pyproject.toml $(PIP_STAMP)
+	$(BIN)/python -m pip install --quiet --group demo
+	@touch $@
+
+$(STAMP): pyproject.toml $(PIP_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[testing,django]' --group dev
 	@touch $@
 
 lint: $(STAMP)
@@ -29,14 +45,26 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-# Each session has its own virtualenv under .nox/, reused by later runs.
+# Each session has its own virtualenv under .nox/, reused by later runs. The `newest`
+# session runs the tests of the built sdist, installed from it (see noxfile.py).
 matrix: $(STAMP)
 	$(BIN)/nox
 
-test: lint typecheck pytest matrix
+# The wheel goes into a venv without pip (fast to create); this venv's pip installs it there.
+dist-check: $(STAMP)
+	rm -rf dist $(DIST_VENV)
+	$(BIN)/python -m build --quiet --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(PYTHON) -m venv --without-pip $(DIST_VENV)
+	$(BIN)/python -m pip --python $(DIST_VENV)/bin/python install --quiet dist/*.whl
+	$(DIST_VENV)/bin/python -c "import gitlab_botocore"
+	$(DIST_VENV)/bin/gitlab-botocore --help > /dev/null
+	@echo "dist-check: wheel and sdist OK; the wheel installs, imports and runs"
 
-demo: $(STAMP)
-	$(BIN)/python examples/demo.py
+test: lint typecheck pytest dist-check matrix
+
+demo: $(DEMO_STAMP)
+	@PYTHONPATH=. $(BIN)/python examples/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

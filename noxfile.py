@@ -3,11 +3,14 @@
 * ``oldest``: the floor in pyproject.toml (botocore 1.27.12, boto3 1.24.12) on the
   oldest supported Python.
 * ``newest``: the newest botocore and boto3 on the newest Python here (3.13 or 3.12,
-  else the one running nox).
+  else the one running nox). It builds the sdist, installs the package from it and runs
+  the tests of the unpacked sdist, not the checkout's: the published sdist is complete.
 * ``aiobotocore``: aiobotocore with the botocore it pins, its tests and the core tests.
 
-Each session installs ``.[dev]`` and its pins in one resolver run, so pip picks the
-tools (moto, Django, ...) that work with the pinned versions, then runs the tests.
+Each session installs the package with its ``testing`` and ``django`` extras, the ``dev``
+dependency group of pyproject.toml and its pins in one resolver run, so pip picks the
+tools (moto, Django, ...) that work with the pinned versions, then runs the tests. nox
+reads the group, so the sessions' pip needs no ``--group`` support (Python 3.9's does not).
 Arguments after ``--`` go to pytest: ``nox -s oldest -- -x tests/test_provider.py``.
 A session whose Python is missing is skipped, except on CI (``CI`` set), where it fails.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import nox
@@ -30,6 +34,8 @@ NEWEST_PYTHONS = ("3.13", "3.12")
 AIOBOTOCORE_PYTHON = "3.11"
 OLDEST_PINS = ("botocore==1.27.12", "boto3==1.24.12")
 AIOBOTOCORE_EXTRAS = ("aiobotocore[httpx2]", "trio")  # the anyio backend on trio, too
+EXTRAS = "[testing,django]"
+DEV = tuple(nox.project.dependency_groups(nox.project.load_toml("pyproject.toml"), "dev"))
 
 
 def python(version: str) -> str:
@@ -64,20 +70,33 @@ def run_tests(session: nox.Session) -> None:
 @nox.session(python=python(OLDEST_PYTHON))
 def oldest(session: nox.Session) -> None:
     """The oldest botocore and boto3 the package supports."""
-    session.install("-e", ".[dev]", *OLDEST_PINS)
+    session.install("-e", f".{EXTRAS}", *DEV, *OLDEST_PINS)
     run_tests(session)
 
 
 @nox.session(python=newest_python())
 def newest(session: nox.Session) -> None:
-    """The newest botocore and boto3 on the registry."""
-    session.install("-e", ".[dev]")
+    """The newest botocore and boto3 on the registry; the tests of the sdist, installed."""
+    workdir = Path(session.create_tmp()) / "sdist"
+    shutil.rmtree(workdir, ignore_errors=True)
+    session.install("build")
+    session.run("python", "-m", "build", "--sdist", "--outdir", str(workdir), ".", silent=True)
+    (archive,) = workdir.glob("*.tar.gz")
+    with tarfile.open(archive) as sdist:
+        sdist.extractall(workdir, filter="data")
+    tree = workdir / archive.name.removesuffix(".tar.gz")
+    # The tests must import the package installed from the sdist, not the copy beside them.
+    shutil.rmtree(tree / "gitlab_botocore")
+    session.install(f"{archive}{EXTRAS}", *DEV)
+    # A reused venv already has this version: install it again from this sdist.
+    session.install("--force-reinstall", "--no-deps", str(archive))
     session.install("--upgrade", "botocore", "boto3")
+    session.chdir(tree)
     run_tests(session)
 
 
 @nox.session(python=python(AIOBOTOCORE_PYTHON))
 def aiobotocore(session: nox.Session) -> None:
     """aiobotocore with the botocore (and boto3) it pins."""
-    session.install("-e", ".[dev]", *AIOBOTOCORE_EXTRAS)
+    session.install("-e", f".{EXTRAS}", *DEV, *AIOBOTOCORE_EXTRAS)
     run_tests(session)

@@ -21,6 +21,7 @@ imports it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Mapping
 from typing import Any, Callable
 
@@ -28,10 +29,26 @@ from aiobotocore.credentials import AioDeferredRefreshableCredentials
 from botocore.credentials import CredentialProvider
 
 from .credentials import RefreshingCredentials
+from .exceptions import GitLabOIDCError
 from .provider import GitLabOIDCProvider
 from .settings import METHOD
 
 __all__ = ["GitLabOIDCAioProvider"]
+
+
+class _OneMessage(logging.Filter):
+    """Drops aiobotocore's "Refreshing temporary credentials failed during mandatory
+    refresh period" record (with its full traceback) when the failure is ours: the same
+    exception, with its explanation, reaches the caller anyway. Advisory-period failures,
+    which aiobotocore swallows, are still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        ours = isinstance(error, GitLabOIDCError)
+        return not (ours and isinstance(record.args, tuple) and "mandatory" in record.args)
+
+
+logging.getLogger("aiobotocore.credentials").addFilter(_OneMessage())
 
 
 class GitLabOIDCAioProvider(CredentialProvider):  # type: ignore[misc]

@@ -54,7 +54,10 @@ class _Context:
             self.settings, self.settings_error = None, error
         token_variable = self.settings.token_variable if self.settings else args.token_variable
         self.source = EnvironmentTokenSource(
-            token_variable, environ.get(EnvVar.CI_SERVER_URL), environ
+            token_variable,
+            environ.get(EnvVar.CI_SERVER_URL),
+            environ,
+            audiences=self.settings.audiences if self.settings else (),
         )
 
     def token(self) -> IdToken:
@@ -180,7 +183,12 @@ def cmd_doctor(context: _Context, out: TextIO) -> int:
 
     checks = list(
         run_checks(
-            context.settings, context.settings_error, context.source, exchange, context.environ
+            context.settings,
+            context.settings_error,
+            context.source,
+            exchange,
+            context.environ,
+            session=context.session,
         )
     )
     healthy = all(check.ok is not False for check in checks)
@@ -188,7 +196,10 @@ def cmd_doctor(context: _Context, out: TextIO) -> int:
         json.dump(
             {
                 "ok": healthy,
-                "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
+                "checks": [
+                    {"name": c.name, "ok": c.ok, "detail": c.detail, "warning": c.warning}
+                    for c in checks
+                ],
             },
             out,
             indent=2,
@@ -199,7 +210,7 @@ def cmd_doctor(context: _Context, out: TextIO) -> int:
     marks = {True: ("ok", "32"), False: ("FAIL", "31"), None: ("skip", "33")}
     width = max(len(check.name) for check in checks)
     for check in checks:
-        mark, code = marks[check.ok]
+        mark, code = ("warn", "33") if check.warning else marks[check.ok]
         shown = f"\033[{code}m{mark:<4}\033[0m" if colour else f"{mark:<4}"
         first, *rest = check.detail.splitlines() or [""]
         out.write(f"{shown}  {check.name.ljust(width)}  {first}\n")
@@ -211,22 +222,23 @@ def cmd_doctor(context: _Context, out: TextIO) -> int:
 
 def cmd_trust_policy(context: _Context, out: TextIO) -> int:
     from .trust_policy import (
-        UnenforceableConditionError,
         check_trust_policy,
         policy_for_token,
-        provider_host,
+        provider_arn_for,
+        provider_arn_in,
     )
 
     args = context.args
     token = context.token()
-    account = args.account_id or (
-        context.settings.role_arn.split(":")[4] if context.settings else None
-    )
+    role_arn = context.settings.role_arn if context.settings else None
+    account = args.account_id or (role_arn.split(":")[4] if role_arn else None)
     if not account:
         raise ConfigurationError(
             f"Which account? Pass --account-id, or configure the role ({EnvVar.ROLE_ARN}).",
             setting="--account-id",
         )
+    # The partition (aws, aws-us-gov, aws-cn) is the role's: a provider lives beside its role.
+    partition = role_arn.split(":")[1] if role_arn else None
     if args.check is None:
         try:
             policy = policy_for_token(
@@ -236,25 +248,40 @@ def cmd_trust_policy(context: _Context, out: TextIO) -> int:
                 ref_type=args.ref_type,
                 any_branch=args.any_branch,
                 protected_only=args.protected_only,
+                partition=partition or "aws",
             )
-        except UnenforceableConditionError as error:
-            raise ConfigurationError(str(error), setting="--protected-only") from None
+        except ValueError as error:  # also UnenforceableConditionError
+            setting = "--protected-only" if args.protected_only else "--ref"
+            raise ConfigurationError(str(error), setting=setting) from None
         json.dump(policy, out, indent=2)
         out.write("\n")
         return EXIT_OK
     try:
         policy_document = json.loads(Path(args.check).read_text())
+        if not isinstance(policy_document, dict):
+            raise ValueError("not a JSON object")
     except (OSError, ValueError) as error:
         raise ConfigurationError(
             f"Cannot read the trust policy {args.check}: {error}", setting="--check"
         ) from None
-    provider_arn = f"arn:aws:iam::{account}:oidc-provider/{provider_host(token.issuer or '')}"
+    issuer = token.issuer or ""
+    named = provider_arn_in(policy_document, issuer)
+    if (
+        named is not None
+        and named.split(":")[4] == account
+        and partition in (None, named.split(":")[1])
+    ):
+        provider_arn = named
+    else:
+        provider_arn = provider_arn_for(
+            issuer, account, partition=partition or (named.split(":")[1] if named else "aws")
+        )
     report = check_trust_policy(policy_document, token.claims, provider_arn=provider_arn)
-    clean = report.admits and not any(f.severity == "security" for f in report.findings)
     if args.json:
         json.dump(
             {
                 "admits": report.admits,
+                "passed": report.passed,
                 "findings": [
                     {"severity": f.severity, "message": f.message} for f in report.findings
                 ],
@@ -269,7 +296,7 @@ def cmd_trust_policy(context: _Context, out: TextIO) -> int:
         )
         for finding in report.findings:
             out.write(f"  {finding.severity:<8}  {finding.message}\n")
-    return EXIT_OK if clean else EXIT_FAILED
+    return EXIT_OK if report.passed else EXIT_FAILED
 
 
 def _use_colour(out: TextIO, environ: Mapping[str, str]) -> bool:
@@ -279,36 +306,73 @@ def _use_colour(out: TextIO, environ: Mapping[str, str]) -> bool:
 # -- parsing ------------------------------------------------------------------------------
 
 
+def _add_common_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """The settings overrides every command takes, on ``parser``.
+
+    They are added to the main parser (default ``None``) and to each subcommand (default
+    ``SUPPRESS``: absent there, they leave the main parser's value alone), so that they work
+    before and after the command name.
+    """
+    group = parser.add_argument_group("configuration (otherwise: environment and AWS profile)")
+    group.add_argument(
+        "--role-arn", default=default, help="role to assume (default: $AWS_ROLE_ARN, $ROLE_ARN)"
+    )
+    group.add_argument("--token-variable", default=default, help="variable holding the ID token")
+    group.add_argument(
+        "--profile", default=default, help="AWS config profile to read settings from"
+    )
+    group.add_argument(
+        "--duration-seconds", type=int, default=default, help="900 to 43200 (default 3600)"
+    )
+    group.add_argument("--region", default=default, help="STS region")
+    group.add_argument("--session-name", default=default, help="role session name")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("configuration (otherwise: environment and AWS profile)")
-    group.add_argument("--role-arn", help="role to assume (default: $AWS_ROLE_ARN, $ROLE_ARN)")
-    group.add_argument("--token-variable", help="variable holding the ID token")
-    group.add_argument("--profile", help="AWS config profile to read settings from")
-    group.add_argument("--duration-seconds", type=int, help="900 to 43200 (default 3600)")
-    group.add_argument("--region", help="STS region")
-    group.add_argument("--session-name", help="role session name")
+    _add_common_options(common, argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
         prog="gitlab-botocore",
         description="AWS credentials from a GitLab CI/CD job's OIDC ID token.",
-        epilog="Exit codes: 0 success, 1 failure, 2 bad usage.",
+        epilog="Exit codes: 0 success, 1 failure, 2 bad usage. The configuration options "
+        "go before or after COMMAND.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_common_options(parser, None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Callable[[_Context, TextIO], int], help_text: str) -> Any:
+    def add(
+        name: str,
+        handler: Callable[[_Context, TextIO], int],
+        help_text: str,
+        *,
+        secrets_hint: str | None = None,
+    ) -> Any:
+        """``secrets_hint``: the command prints credentials; how to use them unseen."""
         sub = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=handler, secrets_hint=secrets_hint)
         return sub
 
     add(
         "credential-process",
         cmd_credential_process,
         "print credentials as AWS credential_process JSON (for the AWS config file)",
+        secrets_hint="name this command in credential_process of an AWS config profile",
     )
-    env = add("env", cmd_env, "print credentials as environment variables")
-    env.add_argument("--format", choices=["sh", "json", "dotenv"], default="sh")
+    env = add(
+        "env",
+        cmd_env,
+        'print credentials as environment variables: eval "$(gitlab-botocore env)"',
+        secrets_hint='capture them instead: eval "$(gitlab-botocore env)"',
+    )
+    env.add_argument(
+        "--format",
+        choices=["sh", "json", "dotenv"],
+        default="sh",
+        help="sh: export lines for eval (default); json: one object; dotenv: NAME=value lines "
+        "for a .env file (every reader of that file gets the credentials)",
+    )
     whoami = add("whoami", cmd_whoami, "show the identity the job gets (GetCallerIdentity)")
     whoami.add_argument("--json", action="store_true", help="machine-readable output")
     doctor = add("doctor", cmd_doctor, "check everything the exchange needs, step by step")
@@ -332,9 +396,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warn_secrets_on_terminal(command: str, hint: str, out: TextIO) -> None:
+    """Credentials are meant for a pipe, ``eval`` or a file; say so when they would be shown."""
+    if hasattr(out, "isatty") and out.isatty():
+        sys.stderr.write(
+            f"gitlab-botocore {command}: warning: this prints live AWS credentials (secrets) "
+            f"to the terminal; {hint}.\n"
+        )
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.secrets_hint:
+        _warn_secrets_on_terminal(args.command, args.secrets_hint, sys.stdout)
     try:
         context = _Context(args, os.environ if environ is None else environ)
         code: int = args.handler(context, sys.stdout)

@@ -8,6 +8,8 @@ the token.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from .exceptions import (
     TROUBLESHOOTING_URL,
@@ -17,9 +19,8 @@ from .exceptions import (
     STSRequestError,
     STSUnavailableError,
 )
-from .id_token import JOB_TIMEOUT_HINT, IdToken
+from .id_token import JOB_TIMEOUT_HINT, IdToken, aws_audiences
 from .settings import EnvVar, Settings
-from .trust_policy import provider_host
 
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "IDPRejectedClaim"})
 TOKEN_CODES = frozenset({"InvalidIdentityToken", "ExpiredTokenException"})
@@ -32,6 +33,48 @@ REQUEST_CODES = frozenset(
     }
 )
 VERIFICATION_KEY_PHRASE = "retrieve verification key"
+
+# The components a project may choose for its ID tokens' sub (ci_id_token_sub_claim_components),
+# in the order GitLab writes them; the first is the default.
+SUB_SHAPES: tuple[tuple[str, ...], ...] = (
+    ("project_path", "ref_type", "ref"),
+    ("project_path", "ref", "ref_type"),
+    ("project_path", "ref"),
+    ("project_path", "ref_type"),
+)
+DEFAULT_SUB_SHAPE = SUB_SHAPES[0]
+
+
+def provider_host(issuer: str | None) -> str:
+    """The IAM OIDC provider's name for an issuer: its URL without the scheme.
+
+    It is also the prefix of the condition keys (``<host>:sub``) STS sets for the token.
+    """
+    if not issuer:
+        return "<issuer>"
+    parts = urlsplit(issuer)
+    return (parts.netloc + parts.path).rstrip("/") or issuer
+
+
+def sub_components(sub: str) -> dict[str, str] | None:
+    """``project_path:g/p:ref_type:branch:ref:main`` -> its components, in their order.
+
+    ``None`` unless ``sub`` has one of GitLab's four shapes (:data:`SUB_SHAPES`). Neither a
+    project path nor a Git ref can hold ``:``, so splitting on it is exact for a real token;
+    a pattern parses too as long as its wildcards stay inside one value.
+    """
+    parts = sub.split(":")
+    if len(parts) % 2:
+        return None
+    names, values = tuple(parts[0::2]), parts[1::2]
+    if names not in SUB_SHAPES or not all(values):
+        return None
+    return dict(zip(names, values))
+
+
+def format_sub(components: Mapping[str, str]) -> str:
+    """The ``sub`` for components in their order (the inverse of :func:`sub_components`)."""
+    return ":".join(f"{name}:{value}" for name, value in components.items())
 
 
 def sts_refusal(
@@ -104,35 +147,87 @@ def _claims(token: IdToken) -> str:
     )
 
 
+def _role_parts(role_arn: str) -> tuple[str, str, str]:
+    """``arn:aws-us-gov:iam::123456789012:role/ci/deploy`` -> (partition, account, name)."""
+    fields = role_arn.split(":", 5)
+    if len(fields) < 6:
+        return "aws", "<account>", role_arn
+    return fields[1], fields[4], fields[5].rpartition("/")[2]
+
+
 def _access_denied(token: IdToken, settings: Settings) -> list[str]:
     host = provider_host(token.issuer)
-    account = settings.role_arn.split(":")[4]
+    partition, account, name = _role_parts(settings.role_arn)
+    provider_arn = f"arn:{partition}:iam::{account}:oidc-provider/{host}"
     sub = token.subject or ""
     aud = ", ".join(token.audience) or "(none)"
+    components = sub_components(sub)
+    # STS says AccessDenied, not NoSuchEntity, for a role it cannot find: rule that out first.
     lines = [
-        "The role's trust policy does not admit this job. A condition that admits exactly "
-        "this ref:",
+        f"First check the role itself: STS gives this same answer when {settings.role_arn} "
+        f"does not exist, or exists in another account than {account}. The role must be in "
+        f"account {account}; the token was issued by {token.issuer or '<no issuer>'}, so "
+        f"account {account} must also have the IAM OIDC identity provider {provider_arn}, "
+        "and the trust policy must name it as its Federated principal. (From that account: "
+        f"aws iam get-role --role-name {name}.)",
+        "If the role is there, its trust policy does not admit this job. A condition that "
+        "admits exactly this job's sub:",
         "  " + _condition("StringEquals", f"{host}:sub", sub),
     ]
-    if ":ref:" in sub:
-        every_ref = sub.rsplit(":ref:", 1)[0] + ":ref:*"
-        lines += [
-            "or every ref of this kind in this project (wildcards need StringLike):",
-            "  " + _condition("StringLike", f"{host}:sub", every_ref),
-        ]
-    ref_type = token.claims.get("ref_type", "?")
-    protected = token.claims.get("ref_protected", "?")
+    lines += _broader_sub(components, host)
+    lines.append("Common mistakes:")
     lines += [
-        "Common mistakes:",
         "  - a wildcard (*) under StringEquals: only StringLike expands wildcards;",
         f"  - an '{host}:aud' condition that differs from the 'aud:' under id_tokens: in "
         f".gitlab-ci.yml (this token: {aud});",
-        f"  - no IAM OIDC identity provider for {host} in account {account}, the role's "
-        "account (the Federated principal must name it);",
-        f"  - a sub pattern for branches while this job runs on a {ref_type}, or the reverse;",
-        f"  - conditions on other claims, such as {host}:ref_protected (this job: "
-        f"{protected}): AWS evaluates only sub and aud for GitLab, so they never hold.",
     ]
+    if components is None:
+        lines.append(
+            "  - sub conditions written for GitLab's shape (project_path:<group>/<project>:"
+            "ref_type:<type>:ref:<name>), while this token's sub has another form: write "
+            "them for the sub shown above;"
+        )
+    else:
+        lines += _shape_mistakes(components, token.claims)
+    protected = token.claims.get("ref_protected", "?")
+    lines.append(
+        f"  - conditions on other claims, such as {host}:ref_protected (this job: "
+        f"{protected}): AWS evaluates only sub and aud for GitLab, so they never hold."
+    )
+    return lines
+
+
+def _broader_sub(components: dict[str, str] | None, host: str) -> list[str]:
+    """A ``StringLike`` condition for every ref of this kind, in the token's own sub shape."""
+    if components is None:
+        return []
+    if "ref" not in components:
+        return [
+            f"(this project's sub has no ref: that condition admits every "
+            f"{components['ref_type']} of the project.)"
+        ]
+    kind = f"every {components['ref_type']}" if "ref_type" in components else "every ref"
+    every_ref = format_sub({**components, "ref": "*"})
+    return [
+        f"or {kind} of this project (wildcards need StringLike):",
+        "  " + _condition("StringLike", f"{host}:sub", every_ref),
+    ]
+
+
+def _shape_mistakes(components: dict[str, str], claims: Mapping[str, object]) -> list[str]:
+    names = tuple(components)
+    ref_type = components.get("ref_type") or str(claims.get("ref_type", "?"))
+    lines = []
+    if names != DEFAULT_SUB_SHAPE:
+        lines.append(
+            "  - conditions in GitLab's default sub shape (project_path:...:ref_type:...:ref:...) "
+            "while this project customises it (ci_id_token_sub_claim_components: "
+            f"{','.join(names)}): write them in the shape shown above;"
+        )
+    if "ref_type" in components:
+        lines.append(
+            f"  - a sub pattern for branches while this job runs on a {ref_type}, or the reverse;"
+        )
     return lines
 
 
@@ -143,7 +238,7 @@ def _condition(operator: str, key: str, value: str) -> str:
 def _invalid_token(code: str, message: str, token: IdToken, settings: Settings) -> list[str]:
     lowered = message.lower()
     host = provider_host(token.issuer)
-    account = settings.role_arn.split(":")[4]
+    partition, account, _ = _role_parts(settings.role_arn)
     if code == "ExpiredTokenException":
         return [
             f"The ID token expired at {token.expires_at:%Y-%m-%d %H:%M:%S} UTC. {JOB_TIMEOUT_HINT}"
@@ -159,16 +254,27 @@ def _invalid_token(code: str, message: str, token: IdToken, settings: Settings) 
             "time.",
         ]
     if "audience" in lowered:
+        audience = ", ".join(token.audience) or "none"
+        if not token.has_audience_in(aws_audiences(settings.ci_server_url, settings.audiences)):
+            # Minted for another service (Vault, say): adding it to AWS would let that
+            # service's tokens in too.
+            return [
+                f"The token in {token.variable or 'use'} was minted for another audience "
+                f"({audience}), not for AWS. Declare a separate ID token for AWS under "
+                "id_tokens: in .gitlab-ci.yml whose 'aud:' is an audience (client ID) of the "
+                f"IAM OIDC provider for {host} in account {account}, and use that one.",
+            ]
         return [
-            f"The token's audience ({', '.join(token.audience) or 'none'}) is not an audience "
+            f"The token's audience ({audience}) is not an audience "
             f"(client ID) of the IAM OIDC provider for {host} in account {account}. Add it to "
             "the provider, or change 'aud:' under id_tokens: in .gitlab-ci.yml to one the "
             "provider lists.",
         ]
     if "provider" in lowered and ("not found" in lowered or "no openidconnect" in lowered):
         return [
-            f"Account {account} has no IAM OIDC identity provider for {host}. Create one with "
-            f"URL {token.issuer} and the token's audience, or check that the role is in the "
+            f"Account {account} has no IAM OIDC identity provider for {host} "
+            f"(arn:{partition}:iam::{account}:oidc-provider/{host}). Create one with URL "
+            f"{token.issuer} and the token's audience, or check that the role is in the "
             "account you meant.",
         ]
     return [

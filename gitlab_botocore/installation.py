@@ -10,11 +10,14 @@ and leaves the session as botocore made it.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import Any
 
 import botocore
 import botocore.credentials
+
+from .settings import METHOD
 
 logger = logging.getLogger(__name__)
 
@@ -29,13 +32,25 @@ _installed = False
 def install() -> None:
     """Give every botocore session created from now on the GitLab OIDC provider.
 
+    boto3's default session (``boto3.client(...)``), if it already exists, gets the
+    provider too unless it has already found credentials elsewhere: the order of
+    ``import boto3`` and ``import gitlab_botocore`` does not matter.
+
     Idempotent. ``import gitlab_botocore`` calls it unless ``GITLAB_BOTOCORE_DISABLE=1``.
     """
     global _installed
     with _lock:
-        if not _installed:
-            botocore.register_initializer(_initialize_session)
-            _installed = True
+        if _installed:
+            return
+        botocore.register_initializer(_initialize_session)
+        _installed = True
+    try:
+        _adopt_boto3_default_session()
+    except Exception:  # never let this break the import
+        logger.warning(
+            "gitlab-botocore could not add its provider to boto3's default session.",
+            exc_info=True,
+        )
 
 
 def uninstall() -> None:
@@ -48,9 +63,10 @@ def uninstall() -> None:
         if _installed:
             botocore.unregister_initializer(_initialize_session)
             _installed = False
-    from .provider import shared_credentials
+    from .provider import forget_warnings, shared_credentials
 
     shared_credentials.clear()
+    forget_warnings()
 
 
 def is_installed() -> bool:
@@ -72,10 +88,16 @@ def register(
     retry_budget_seconds: float | None = None,
     chain_role_arns: list[str] | None = None,
     cache: str | None = None,
+    audiences: list[str] | None = None,
+    allowed_account_ids: list[str] | None = None,
+    require: bool | None = None,
 ) -> None:
     """Add the provider to one session (botocore or boto3), with overrides that win over
     the environment and the config file.
 
+    Each keyword matches a setting (``audiences``: ``GITLAB_BOTOCORE_AUDIENCES``;
+    ``allowed_account_ids``: ``GITLAB_BOTOCORE_ALLOWED_ACCOUNT_IDS``; ``require``:
+    ``GITLAB_BOTOCORE_REQUIRE``; see docs/provider-chain.md).
     Call it before the session's credentials are first used. Invalid overrides raise
     :class:`~gitlab_botocore.ConfigurationError` when credentials are resolved.
     """
@@ -92,10 +114,37 @@ def register(
         "retry_budget_seconds": retry_budget_seconds,
         "chain_role_arns": chain_role_arns,
         "cache": cache,
+        "audiences": audiences,
+        "allowed_account_ids": allowed_account_ids,
+        "require": require,
     }
     _wrap_credential_provider(
         botocore_session, {k: v for k, v in overrides.items() if v is not None}
     )
+
+
+def _adopt_boto3_default_session() -> None:
+    """Add the provider to boto3's default session if boto3 made one before we were
+    installed and it has no credentials yet (boto3 itself is not imported here)."""
+    boto3 = sys.modules.get("boto3")
+    default = getattr(boto3, "DEFAULT_SESSION", None)
+    session = getattr(default, "_session", None)  # the botocore session it wraps
+    if session is None:
+        return
+    # botocore keeps resolved credentials; None means "not resolved yet, or nothing found",
+    # and then it asks the resolver again next time.
+    resolved = getattr(session, "_credentials", None)
+    if resolved is not None:
+        logger.debug(
+            "boto3's default session already has credentials (%s): leaving it as it is.",
+            getattr(resolved, "method", "unknown"),
+        )
+        return
+    resolver = session.get_component("credential_provider")
+    if METHOD in [provider.METHOD for provider in resolver.providers]:
+        return
+    _insert(resolver, _provider_for(session, {}))
+    logger.debug("Added the provider to boto3's existing default session.")
 
 
 def _initialize_session(session: Any) -> None:
@@ -115,22 +164,23 @@ def _wrap_credential_provider(session: Any, overrides: dict[str, Any]) -> None:
             else botocore.credentials.create_credential_resolver(session)
         )
         try:
-            provider: Any
-            if _is_aiobotocore(session):
-                # aiobotocore awaits provider.load(): it needs the asynchronous provider.
-                from .aio import GitLabOIDCAioProvider
-
-                provider = GitLabOIDCAioProvider(session, overrides)
-            else:
-                from .provider import GitLabOIDCProvider
-
-                provider = GitLabOIDCProvider(session, overrides)
-            _insert(resolver, provider)
+            _insert(resolver, _provider_for(session, overrides))
         except Exception:
             logger.warning("gitlab-botocore could not add its provider.", exc_info=True)
         return resolver
 
     session.lazy_register_component("credential_provider", build_resolver)
+
+
+def _provider_for(session: Any, overrides: dict[str, Any]) -> Any:
+    if _is_aiobotocore(session):
+        # aiobotocore awaits provider.load(): it needs the asynchronous provider.
+        from .aio import GitLabOIDCAioProvider
+
+        return GitLabOIDCAioProvider(session, overrides)
+    from .provider import GitLabOIDCProvider
+
+    return GitLabOIDCProvider(session, overrides)
 
 
 def _is_aiobotocore(session: Any) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,10 +17,10 @@ from botocore.credentials import CredentialProvider
 
 from .cache import CredentialCache, cache_key
 from .credentials import RefreshingCredentials, SharedCredentials
-from .exceptions import TokenNotFoundError
+from .exceptions import GitLabOIDCError, TokenNotFoundError
 from .exchange import IssuedCredentials, STSExchange
 from .id_token import EnvironmentTokenSource, TokenSource
-from .settings import METHOD, Settings, settings_for_session
+from .settings import METHOD, EnvVar, Settings, resolve_for_session
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +31,13 @@ shared_credentials = SharedCredentials()
 class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
     """Assumes an IAM role with the GitLab CI job's ID token.
 
-    ``load()`` returns ``None`` when no role or no token is configured, so the chain
-    moves on (a job's ID token may be meant for Vault, not AWS); it raises a
-    :class:`~gitlab_botocore.GitLabOIDCError` when the configuration is broken.
-    No STS call happens until the credentials are first used.
+    ``load()`` returns ``None`` when the provider steps aside, so the chain moves on:
+    no role configured; a role but no ID token meant for AWS (a WARNING in a GitLab job,
+    once per process; :class:`~gitlab_botocore.TokenNotFoundError` with
+    ``GITLAB_BOTOCORE_REQUIRE=1``); or ``AWS_WEB_IDENTITY_TOKEN_FILE`` giving the role to
+    botocore's own web identity provider (a WARNING when a GitLab ID token is present
+    too). It raises a :class:`~gitlab_botocore.GitLabOIDCError` when the configuration
+    is broken. No STS call happens until the credentials are first used.
     """
 
     METHOD = METHOD
@@ -56,18 +60,26 @@ class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
         self._use_session_clients = use_session_clients
 
     def load(self) -> RefreshingCredentials | None:
-        settings = settings_for_session(self._session, self._overrides, self._environ)
+        settings = resolve_for_session(self._session, self._overrides, self._environ)
         if settings is None:
             return None
         source = EnvironmentTokenSource(
-            settings.token_variable, settings.ci_server_url, self._environ
+            settings.token_variable, settings.ci_server_url, self._environ, settings.audiences
         )
+        if settings.defer_to_web_identity_file:
+            _step_aside_for_web_identity_file(settings, source)
+            return None
         try:
             token = source.get_token()
-        except TokenNotFoundError:
+        except TokenNotFoundError as error:
             if settings.token_variable:
                 raise  # a variable was named explicitly: its absence is a mistake
-            logger.debug("Role %s configured but no GitLab ID token found.", settings.role_arn)
+            if settings.require:
+                raise TokenNotFoundError(
+                    f"{error} {EnvVar.REQUIRE} is set, so the job does not fall back to another "
+                    f"identity (the role is {settings.role_arn}, from {settings.role_source})."
+                ) from None
+            _step_aside_without_token(settings, error)
             return None
         token.ensure_not_expired()
         # The token is part of the key (hashed): a different token is a different identity.
@@ -109,3 +121,66 @@ def _fetch(source: TokenSource, exchange: STSExchange, retry: bool) -> IssuedCre
     issued = exchange.assume_role(token, retry=False)
     cache.store(key, issued)
     return issued
+
+
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(kind: str, settings: Settings, message: str, *args: object) -> None:
+    """Log a WARNING the first time this process steps aside this way for this role.
+
+    Our loggers have no handler of their own, so in a script that configured no logging
+    Python's last-resort handler still prints it to stderr.
+    """
+    with _warned_lock:
+        first = (kind, settings.role_arn) not in _warned
+        _warned.add((kind, settings.role_arn))
+    logger.log(logging.WARNING if first else logging.DEBUG, message, *args)
+
+
+def forget_warnings() -> None:
+    """Warn again, as if in a new process (``uninstall()`` calls it)."""
+    with _warned_lock:
+        _warned.clear()
+
+
+def _step_aside_without_token(settings: Settings, error: TokenNotFoundError) -> None:
+    message = (
+        "gitlab-botocore: the role %s (from %s) is configured, but there is no GitLab ID "
+        "token for it. %s So botocore's credential chain moves on to its next provider: "
+        "this process gets whatever identity that finds (keys in ~/.aws, the runner's role) "
+        "or none. Set %s=1 to fail instead."
+    )
+    args = (settings.role_arn, settings.role_source, error, EnvVar.REQUIRE)
+    if settings.in_gitlab_ci:
+        _warn_once("no-token", settings, message, *args)
+    else:  # not a GitLab job: a role in the environment may well be for something else
+        logger.debug(message, *args)
+
+
+def _step_aside_for_web_identity_file(settings: Settings, source: TokenSource) -> None:
+    try:
+        token = source.get_token()
+    except GitLabOIDCError:
+        token = None
+    if token is None:
+        logger.debug(
+            "%s is set: leaving %s to botocore's web identity provider.",
+            EnvVar.WEB_IDENTITY_TOKEN_FILE,
+            settings.role_arn,
+        )
+        return
+    _warn_once(
+        "web-identity-file",
+        settings,
+        "gitlab-botocore: %s is set, so botocore's own web identity provider assumes %s with "
+        "the token in %s; the GitLab ID token in %s is not used. To use the GitLab ID token "
+        "instead, unset %s (or set %s=1).",
+        EnvVar.WEB_IDENTITY_TOKEN_FILE,
+        settings.role_arn,
+        settings.defer_to_web_identity_file,
+        token.variable,
+        EnvVar.WEB_IDENTITY_TOKEN_FILE,
+        EnvVar.REQUIRE,
+    )

@@ -1,6 +1,8 @@
 """pytest fixtures for code that uses gitlab-botocore (``pip install gitlab-botocore[testing]``).
 
-Loaded through the ``pytest11`` entry point; ``pytest -p no:gitlab_botocore`` turns it off.
+The ``pytest11`` entry point loads them from :mod:`gitlab_botocore_pytest`, which does
+not import this package until a test asks for a fixture; ``pytest -p no:gitlab_botocore``
+turns the plugin off. This module holds what they are made of.
 
 - ``fake_gitlab_aws`` (session): an offline GitLab and AWS on 127.0.0.1. GitLab mints ID
   tokens in GitLab's claim shape and publishes its keys; STS verifies them as AWS does
@@ -11,8 +13,9 @@ Loaded through the ``pytest11`` entry point; ``pytest -p no:gitlab_botocore`` tu
 - ``gitlab_aws_session``: in a real GitLab job, a ``boto3.Session`` authenticated by the
   job's ID token; the test is skipped where there is no token or no role.
 
-Nothing heavy is imported until a test asks for one of these fixtures: suites that do
-not use them run as before.
+Nothing is imported, and no provider installed, until a test asks for one of these
+fixtures: suites that do not use them run as before. A test using them leaves no
+provider behind unless the suite imported ``gitlab_botocore`` itself.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from gitlab_botocore_pytest import fake_gitlab_aws, gitlab_aws_session, gitlab_ci_env
+
 from .settings import EnvVar
 
 if TYPE_CHECKING:
@@ -34,7 +39,14 @@ if TYPE_CHECKING:
     from .testing.issuer import FakeGitLab
     from .testing.sts import AssumeRoleCall, FakeAWS, Fault
 
-__all__ = ["FakeGitLabAWS", "GitLabCIJob"]
+__all__ = [
+    "FakeGitLabAWS",
+    "GitLabCIJob",
+    # Re-exported for suites that list this module in ``pytest_plugins``.
+    "fake_gitlab_aws",
+    "gitlab_aws_session",
+    "gitlab_ci_env",
+]
 
 DEFAULT_PROJECT_PATH = "mygroup/myproject"
 DEFAULT_ROLE_NAME = "gitlab-ci-job"
@@ -237,9 +249,9 @@ class GitLabCIJob:
         return f"<GitLabCIJob role_arn={self.role_arn!r} issuer={self.fake.issuer!r}>"
 
 
-@pytest.fixture(scope="session")
-def fake_gitlab_aws() -> Iterator[FakeGitLabAWS]:
-    """An offline GitLab and AWS on 127.0.0.1 for the whole test session."""
+@contextlib.contextmanager
+def fake_gitlab_and_aws() -> Iterator[FakeGitLabAWS]:
+    """What ``fake_gitlab_aws`` yields: the fakes, started, then stopped."""
     from .testing.issuer import FakeGitLab
     from .testing.sts import FakeAWS
 
@@ -256,15 +268,12 @@ def fake_gitlab_aws() -> Iterator[FakeGitLabAWS]:
         yield fake
 
 
-@pytest.fixture
-def gitlab_ci_env(
+@contextlib.contextmanager
+def gitlab_ci_job(
     fake_gitlab_aws: FakeGitLabAWS, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[GitLabCIJob]:
-    """Make this test a GitLab CI job: CI variables, a fresh ID token in
-    ``GITLAB_OIDC_TOKEN``, ``AWS_ROLE_ARN`` of a role that trusts it, AWS endpoints on the
-    fakes, no other AWS configuration. ``import gitlab_botocore`` is in effect; shared
-    credentials and the environment are reset after the test.
-    """
+    """What ``gitlab_ci_env`` yields: a job environment, with the provider installed
+    for the test and the previous installation state restored after it."""
     import boto3
 
     from . import installation
@@ -312,14 +321,8 @@ def gitlab_ci_env(
         fake_gitlab_aws.reset()
 
 
-@pytest.fixture
-def gitlab_aws_session() -> boto3.Session:
-    """A ``boto3.Session`` whose credentials come from this GitLab job's ID token, through
-    gitlab-botocore's provider only (static keys in the environment do not shadow it).
-
-    Skips the test when no role or no ID token is configured; other configuration
-    problems fail it. No STS call happens until the session's credentials are used.
-    """
+def job_session() -> boto3.Session:
+    """What ``gitlab_aws_session`` returns (or the skip it raises)."""
     import boto3
     import botocore.session
     from botocore.credentials import CredentialResolver
@@ -336,8 +339,11 @@ def gitlab_aws_session() -> boto3.Session:
             f"gitlab_aws_session needs an IAM role to assume: set {EnvVar.ROLE_ARN} "
             "(or gitlab_role_arn in the selected AWS profile)"
         )
+    source = EnvironmentTokenSource(
+        settings.token_variable, settings.ci_server_url, audiences=settings.audiences
+    )
     try:
-        EnvironmentTokenSource(settings.token_variable, settings.ci_server_url).get_token()
+        source.get_token()
     except TokenNotFoundError as error:
         pytest.skip(f"gitlab_aws_session needs a GitLab ID token: {error}")
     core.register_component("credential_provider", CredentialResolver([GitLabOIDCProvider(core)]))

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
@@ -32,12 +32,19 @@ MAX_POLICY_ARNS = 10
 DEFAULT_RETRY_BUDGET_SECONDS = 60.0
 MAX_RETRY_BUDGET_SECONDS = 3600.0
 SESSION_NAME_PREFIX = "GitLabRunner"
+STS_AUDIENCE = "sts.amazonaws.com"
+"""The audience AWS's own documentation uses for web identity tokens."""
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
 class EnvVar:
     """Names of every environment variable the library reads."""
 
     DISABLE = "GITLAB_BOTOCORE_DISABLE"
+    REQUIRE = "GITLAB_BOTOCORE_REQUIRE"
+    ALLOWED_ACCOUNT_IDS = "GITLAB_BOTOCORE_ALLOWED_ACCOUNT_IDS"
+    AUDIENCES = "GITLAB_BOTOCORE_AUDIENCES"
     ROLE_ARN = "AWS_ROLE_ARN"
     TUTORIAL_ROLE_ARN = "ROLE_ARN"
     TOKEN_VARIABLE = "GITLAB_BOTOCORE_TOKEN_VARIABLE"
@@ -50,11 +57,14 @@ class EnvVar:
     CACHE = "GITLAB_BOTOCORE_CACHE"
     XDG_CACHE_HOME = "XDG_CACHE_HOME"
     REGION = "AWS_REGION"
+    DEFAULT_REGION = "AWS_DEFAULT_REGION"  # the one botocore reads
+    PROFILE = "AWS_PROFILE"
     ENDPOINT_URL_STS = "AWS_ENDPOINT_URL_STS"
     ENDPOINT_URL = "AWS_ENDPOINT_URL"
     IGNORE_CONFIGURED_ENDPOINT_URLS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
     WEB_IDENTITY_TOKEN_FILE = "AWS_WEB_IDENTITY_TOKEN_FILE"
     # Set by GitLab in every job.
+    GITLAB_CI = "GITLAB_CI"
     CI_SERVER_URL = "CI_SERVER_URL"
     CI_PROJECT_ID = "CI_PROJECT_ID"
     CI_PIPELINE_ID = "CI_PIPELINE_ID"
@@ -77,6 +87,8 @@ class ProfileKey:
     POLICY_ARNS = "gitlab_policy_arns"
     RETRY_BUDGET_SECONDS = "gitlab_retry_budget_seconds"
     CHAIN_ROLE_ARNS = "gitlab_chain_role_arns"
+    ALLOWED_ACCOUNT_IDS = "gitlab_allowed_account_ids"
+    AUDIENCES = "gitlab_audiences"
     ENDPOINT_URL = "endpoint_url"
     SERVICES = "services"
 
@@ -105,17 +117,47 @@ class Settings:
     """Roles assumed in order with the previous role's credentials (role chaining)."""
     cache_dir: str | None = None
     """Directory of the opt-in cross-process credentials cache; ``None`` means off."""
+    audiences: tuple[str, ...] = ()
+    """Audiences, besides ``ci_server_url`` and ``sts.amazonaws.com``, that make an
+    auto-detected ID token one meant for AWS (``GITLAB_BOTOCORE_AUDIENCES``)."""
+    allowed_account_ids: tuple[str, ...] = ()
+    """Accounts the role and chained roles must belong to; empty means any."""
+    require: bool = False
+    """Fail instead of stepping aside when the role has no token (``GITLAB_BOTOCORE_REQUIRE``)."""
+    # What follows describes the job rather than the exchange: not part of equality.
+    role_source: str = field(default="", compare=False)
+    """Where the role came from (``AWS_ROLE_ARN``, a profile key...), for messages."""
+    defer_to_web_identity_file: str | None = field(default=None, compare=False)
+    """``AWS_WEB_IDENTITY_TOKEN_FILE`` when botocore's own web identity provider, not
+    this one, should use the role."""
+    in_gitlab_ci: bool = field(default=False, compare=False)
+    """``GITLAB_CI=true``: stepping aside deserves a warning, not a debug line."""
 
 
 def install_disabled(environ: Mapping[str, str]) -> bool:
     """True when ``GITLAB_BOTOCORE_DISABLE`` asks ``import gitlab_botocore`` to do nothing."""
-    return environ.get(EnvVar.DISABLE, "").strip().lower() in {"1", "true", "yes", "on"}
+    return environ.get(EnvVar.DISABLE, "").strip().lower() in _TRUE
 
 
 def settings_for_session(
     session: Any, overrides: Mapping[str, Any], environ: Mapping[str, str]
 ) -> Settings | None:
-    """Resolve the settings for one botocore session, or ``None`` if no role is configured."""
+    """The settings this provider acts on for one botocore session, or ``None`` when it
+    does not apply: no role, or the role belongs to botocore's ``AWS_WEB_IDENTITY_TOKEN_FILE``."""
+    settings = resolve_for_session(session, overrides, environ)
+    if settings is None or settings.defer_to_web_identity_file:
+        return None
+    return settings
+
+
+def resolve_for_session(
+    session: Any, overrides: Mapping[str, Any], environ: Mapping[str, str]
+) -> Settings | None:
+    """Resolve the settings for one botocore session, or ``None`` if no role is configured.
+
+    Unlike :func:`settings_for_session`, settings that defer to botocore's own web
+    identity provider are returned too, so that the provider can say so.
+    """
     # boto3.Session(profile_name=...) sets the profile as an instance variable; botocore
     # then ignores credential settings from the environment, and so do we.
     profile_is_explicit = session.instance_variables().get("profile") is not None
@@ -142,38 +184,70 @@ def resolve_settings(
     session_region: str | None = None,
     ignore_configured_endpoints: bool = False,
 ) -> Settings | None:
-    """Build validated :class:`Settings`; ``None`` means "not configured here"."""
+    """Build validated :class:`Settings`; ``None`` means "no role configured here".
+
+    The guards (``GITLAB_BOTOCORE_REQUIRE``, ``GITLAB_BOTOCORE_ALLOWED_ACCOUNT_IDS``) are
+    read from the environment even when code selects a profile: they protect the job,
+    whichever profile its code picks.
+    """
     config_env = environ if use_environment else {}
 
-    def pick(override: str, env_names: tuple[str, ...], profile_key: str) -> tuple[Any, str]:
+    def pick(
+        override: str,
+        env_names: tuple[str, ...],
+        profile_key: str | None,
+        env: Mapping[str, str] = config_env,
+    ) -> tuple[Any, str]:
         """The first value found and where it came from, for error messages."""
         if overrides.get(override) is not None:
             return overrides[override], f"the {override!r} argument"
         for name in env_names:
-            if config_env.get(name, "").strip():
-                return config_env[name].strip(), name
-        value = profile_config.get(profile_key)
+            if env.get(name, "").strip():
+                return env[name].strip(), name
+        value = profile_config.get(profile_key) if profile_key else None
         if value is not None and str(value).strip():
             return str(value).strip(), f"{profile_key!r} in the AWS config profile"
         return None, ""
 
+    require_value, require_source = pick("require", (EnvVar.REQUIRE,), None, environ)
+    require = _valid_flag(require_value, require_source)
     role_arn, role_source = pick(
         "role_arn", (EnvVar.ROLE_ARN, EnvVar.TUTORIAL_ROLE_ARN), ProfileKey.ROLE_ARN
     )
     if role_arn is None:
+        if require:
+            raise ConfigurationError(
+                f"{require_source} requires GitLab OIDC credentials, but no role is configured: "
+                f"set {EnvVar.ROLE_ARN} (or {ProfileKey.ROLE_ARN!r} in the AWS config profile) "
+                "to the IAM role the job should assume.",
+                setting=EnvVar.ROLE_ARN,
+            )
         logger.debug(
             "No role configured (%s, %s): not providing credentials.",
             EnvVar.ROLE_ARN,
             ProfileKey.ROLE_ARN,
         )
         return None
-    if (
-        use_environment
-        and overrides.get("role_arn") is None
-        and environ.get(EnvVar.WEB_IDENTITY_TOKEN_FILE)
-    ):
-        logger.debug("%s is set: leaving web identity to botocore.", EnvVar.WEB_IDENTITY_TOKEN_FILE)
-        return None
+    role_arn = _valid_role_arn(str(role_arn), role_source)
+    chain_role_arns, chain_source = pick(
+        "chain_role_arns", (EnvVar.CHAIN_ROLE_ARNS,), ProfileKey.CHAIN_ROLE_ARNS
+    )
+    chain = _valid_chain(chain_role_arns, chain_source)
+    allowed_value, allowed_source = pick(
+        "allowed_account_ids",
+        (EnvVar.ALLOWED_ACCOUNT_IDS,),
+        ProfileKey.ALLOWED_ACCOUNT_IDS,
+        environ,
+    )
+    allowed = _valid_account_ids(allowed_value, allowed_source)
+    for arn, source in [(role_arn, role_source)] + [(arn, chain_source) for arn in chain]:
+        _ensure_allowed_account(arn, source, allowed, allowed_source)
+
+    # botocore's web identity provider (after ours in the chain) reads the same
+    # AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE: that pair is botocore's, unless code
+    # passed the role to register() or the job requires GitLab credentials.
+    token_file = environ.get(EnvVar.WEB_IDENTITY_TOKEN_FILE, "").strip()
+    defer = bool(token_file and role_source == EnvVar.ROLE_ARN and not require)
 
     token_variable, token_source = pick(
         "token_variable", (EnvVar.TOKEN_VARIABLE,), ProfileKey.TOKEN_VARIABLE
@@ -191,9 +265,7 @@ def resolve_settings(
     retry_budget, retry_budget_source = pick(
         "retry_budget_seconds", (EnvVar.RETRY_BUDGET_SECONDS,), ProfileKey.RETRY_BUDGET_SECONDS
     )
-    chain_role_arns, chain_source = pick(
-        "chain_role_arns", (EnvVar.CHAIN_ROLE_ARNS,), ProfileKey.CHAIN_ROLE_ARNS
-    )
+    audiences, _ = pick("audiences", (EnvVar.AUDIENCES,), ProfileKey.AUDIENCES)
     # The region and endpoint are not credential settings: like botocore's clients, they
     # follow the environment even when a profile is explicit.
     region = overrides.get("region") or session_region or environ.get(EnvVar.REGION)
@@ -204,7 +276,7 @@ def resolve_settings(
     )
 
     return Settings(
-        role_arn=_valid_role_arn(str(role_arn), role_source),
+        role_arn=role_arn,
         token_variable=_valid_variable_name(token_variable, token_source),
         role_session_name=(
             sanitize_session_name(str(session_name))
@@ -218,8 +290,14 @@ def resolve_settings(
         endpoint_url=_valid_endpoint_url(endpoint_url),
         ci_server_url=environ.get(EnvVar.CI_SERVER_URL) or None,
         retry_budget_seconds=_valid_retry_budget(retry_budget, retry_budget_source),
-        chain_role_arns=_valid_chain(chain_role_arns, chain_source),
+        chain_role_arns=chain,
         cache_dir=_cache_dir(overrides.get("cache"), environ),
+        audiences=_items(audiences),
+        allowed_account_ids=allowed,
+        require=require,
+        role_source=role_source,
+        defer_to_web_identity_file=token_file if defer else None,
+        in_gitlab_ci=environ.get(EnvVar.GITLAB_CI, "").strip().lower() == "true",
     )
 
 
@@ -244,6 +322,7 @@ def _configured_sts_endpoint(
 
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$", re.ASCII)
 _POLICY_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/[\w+=,.@/-]+$", re.ASCII)
+_ACCOUNT_ID = re.compile(r"^\d{12}$", re.ASCII)
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REGION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _SESSION_NAME_INVALID = re.compile(r"[^\w+=,.@-]", re.ASCII)
@@ -326,6 +405,49 @@ def _items(value: Any) -> tuple[str, ...]:
 
 def _valid_chain(value: Any, source: str) -> tuple[str, ...]:
     return tuple(_valid_role_arn(arn, source) for arn in _items(value))
+
+
+def _valid_flag(value: Any, source: str) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"{source} must be 1 (on) or 0 (off); got {value!r}.", setting=source)
+
+
+def _valid_account_ids(value: Any, source: str) -> tuple[str, ...]:
+    ids = _items(value)
+    bad = [account for account in ids if not _ACCOUNT_ID.match(account)]
+    if bad:
+        raise ConfigurationError(
+            f"{source} must be a comma-separated list of 12-digit AWS account ids, such as "
+            f"'111111111111,222222222222'; not account ids: {', '.join(map(repr, bad))}.",
+            setting=source,
+        )
+    return ids
+
+
+def role_account(role_arn: str) -> str:
+    """The account id in a validated role ARN."""
+    return role_arn.split(":")[4]
+
+
+def _ensure_allowed_account(
+    role_arn: str, source: str, allowed: tuple[str, ...], allowed_source: str
+) -> None:
+    account = role_account(role_arn)
+    if not allowed or account in allowed:
+        return
+    raise ConfigurationError(
+        f"{source} names the role {role_arn} in account {account}, but {allowed_source} "
+        f"allows only {', '.join(allowed)}: no credentials were requested. If the role is "
+        f"right, add its account to {allowed_source}; otherwise fix {source} (a group-level "
+        "CI/CD variable is inherited by every project and environment below it).",
+        setting=source,
+    )
 
 
 def _cache_dir(override: Any, environ: Mapping[str, str]) -> str | None:

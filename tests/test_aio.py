@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from botocore.exceptions import NoCredentialsError
 
 import gitlab_botocore
-from gitlab_botocore.testing.sts import FakeAWS
+from gitlab_botocore.testing.sts import FakeAWS, Fault
 
 from .conftest import ACCOUNT_ID, Job
 
@@ -225,3 +226,22 @@ def test_the_httpx_backend_on_trio(job: Job, aws: FakeAWS) -> None:
     aws.sts.set_latency(0.2)
     assert trio.run(main) == [DEPLOY_ARN] * 6
     assert aws.sts.assume_role_calls == 1
+
+
+def test_a_refused_exchange_is_reported_once(
+    job: Job, aws: FakeAWS, caplog: pytest.LogCaptureFixture
+) -> None:
+    aws.sts.inject(Fault.access_denied())
+
+    async def main() -> str:
+        return await caller_arn(aiobotocore_session.get_session())
+
+    with caplog.at_level(logging.DEBUG), pytest.raises(gitlab_botocore.AccessDeniedError):
+        asyncio.run(main())
+    # aiobotocore used to log the same failure first, with its full traceback.
+    failures = [
+        record
+        for record in caplog.records
+        if record.levelno >= logging.WARNING and record.exc_info is not None
+    ]
+    assert failures == []

@@ -50,9 +50,9 @@ SESSION_NAME = "GitLabRunner-42-1001-5001"
 
 def test_cfn_lint_passes() -> None:
     if sys.version_info < (3, 10):  # moto's older cfn-lint there has other rules
-        pytest.skip("the dev extra's cfn-lint (1.58) needs Python 3.10+")
+        pytest.skip("the dev group's cfn-lint (1.58) needs Python 3.10+")
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
-    assert cfn_lint.exists(), "cfn-lint is part of the dev extra: pip install -e '.[dev]'"
+    assert cfn_lint.exists(), "cfn-lint is in the dev dependency group: pip install --group dev"
     result = subprocess.run(
         [str(cfn_lint), str(TEMPLATE_PATH)], capture_output=True, text=True, check=False
     )

@@ -70,6 +70,42 @@ def test_options_override_the_environment(job: Job, aws: FakeAWS) -> None:
     )
 
 
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_common_options_go_before_or_after_the_command(
+    job: Job, aws: FakeAWS, position: str
+) -> None:
+    options = ["--role-arn", f"arn:aws:iam::{ACCOUNT_ID}:role/reader", "--session-name", "cli"]
+    command = ["credential-process"]
+    result = run(*(options + command if position == "before" else command + options))
+    assert result.returncode == 0, result.stderr
+    (call,) = aws.sts.calls
+    assert (call.role_arn, call.session_name) == (f"arn:aws:iam::{ACCOUNT_ID}:role/reader", "cli")
+
+
+def test_parser_keeps_common_options_from_either_side() -> None:
+    from gitlab_botocore.cli import build_parser
+
+    parser = build_parser()
+    before = parser.parse_args(["--role-arn", "X", "--duration-seconds", "900", "doctor"])
+    after = parser.parse_args(["doctor", "--role-arn", "X", "--duration-seconds", "900"])
+    neither = parser.parse_args(["doctor"])
+    both = parser.parse_args(["--region", "eu-west-1", "doctor", "--region", "us-east-2"])
+    for args in (before, after):
+        assert (args.command, args.role_arn, args.duration_seconds) == ("doctor", "X", 900)
+        assert args.profile is None
+    assert (neither.role_arn, neither.region, neither.session_name) == (None, None, None)
+    assert both.region == "us-east-2"  # the one nearer the command's own options wins
+
+
+def test_role_arn_before_doctor_is_not_taken_for_a_command(job: Job) -> None:
+    role = f"arn:aws:iam::{ACCOUNT_ID}:role/deploy"
+    job.set(AWS_ROLE_ARN=None)
+    result = run("--role-arn", role, "doctor")
+    assert "invalid choice" not in result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"ok    Role                {role}" in result.stdout
+
+
 def test_failure_exits_non_zero_with_the_reason_on_stderr(job: Job) -> None:
     job.set(AWS_ROLE_ARN=None)
     result = run("credential-process")
@@ -103,6 +139,7 @@ def test_env_evaluates_in_a_shell(job: Job) -> None:
 def test_env_formats(job: Job, fmt: str) -> None:
     result = run("env", "--format", fmt)
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # into a pipe: no warning
     if fmt == "json":
         variables = json.loads(result.stdout)
     else:
@@ -113,6 +150,38 @@ def test_env_formats(job: Job, fmt: str) -> None:
         "AWS_SESSION_TOKEN",
         "AWS_CREDENTIAL_EXPIRATION",
     }
+
+
+def test_env_format_has_help() -> None:
+    result = run("env", "--help")
+    assert result.returncode == 0
+    help_text = " ".join(result.stdout.split())
+    for fmt in ("sh:", "json:", "dotenv:"):
+        assert fmt in help_text
+
+
+@pytest.mark.parametrize("command", ["env", "credential-process"])
+def test_credentials_on_a_terminal_come_with_a_warning(job: Job, command: str) -> None:
+    pty = pytest.importorskip("pty")
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [COMMAND, command],
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 0, result.stderr
+    assert f"gitlab-botocore {command}: warning: this prints live AWS credentials" in (
+        result.stderr
+    )
+    for secret in secrets_of(job):
+        assert secret not in result.stderr
 
 
 def test_whoami(job: Job) -> None:
@@ -160,9 +229,9 @@ def aws_config(job: Job, chained_role_arn: str, tmp_path: Path) -> Path:
 
 
 def aws_cli() -> Path:
-    """The AWS CLI from the dev extra; Python 3.9 has no awscli that bundles its botocore."""
+    """The AWS CLI of the dev group; Python 3.9 has no awscli that bundles its botocore."""
     if not (BIN / "aws").exists():
-        pytest.skip("awscli is not installed (the dev extra installs it on Python 3.10+)")
+        pytest.skip("awscli is not installed (the dev group installs it on Python 3.10+)")
     return BIN / "aws"
 
 
@@ -298,6 +367,29 @@ def test_doctor_pinpoints_an_unreachable_issuer(job: Job, aws: FakeAWS) -> None:
     )
     assert "unreachable from here" in result.stdout
     assert "FAIL  STS exchange" in result.stdout
+
+
+def test_doctor_passes_against_the_local_fakes(job: Job) -> None:
+    result = run("doctor")
+    assert result.returncode == 0, result.stdout
+    assert "skip  Discovery document  skipped: " in result.stdout
+    assert "is a local test issuer (HTTP on a loopback address)" in result.stdout
+    assert "ok    STS exchange" in result.stdout
+    assert result.stdout.endswith("All checks passed.\n")
+
+
+def test_doctor_fails_a_plain_http_issuer_that_is_not_local(job: Job, aws: FakeAWS) -> None:
+    with FakeGitLab(issuer="http://gitlab.example.com") as gitlab:
+        job.set(
+            CI_SERVER_URL=gitlab.issuer,
+            GITLAB_OIDC_TOKEN=gitlab.mint(),
+            GITLAB_BOTOCORE_RETRY_BUDGET_SECONDS="0",
+        )
+        result = run("doctor")
+    assert result.returncode == 1
+    assert "FAIL  Discovery document  issuer 'http://gitlab.example.com' is not an https://" in (
+        result.stdout
+    )
 
 
 def test_doctor_without_token_or_role(job: Job) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -31,9 +32,97 @@ def test_demo_runs_offline() -> None:
         env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
     )
     assert result.returncode == 0, result.stderr
-    assert "assumed-role/demo-deploy/GitLabRunner-42-1001-5001" in result.stdout
-    assert "STS calls            1 for 11 sessions" in result.stdout
-    assert "refused: AccessDeniedError" in result.stdout
+    lines = result.stdout.splitlines()
+    assert (
+        "Identity  arn:aws:sts::123456789012:assumed-role/demo-deploy/GitLabRunner-42-1001-5001"
+        in lines
+    )
+    assert "Sharing   10 more boto3 sessions uploaded to s3://demo-site: 1 STS call in all" in lines
+    assert "renewed in the background, 2 STS calls" in result.stdout
+    assert "Refused   a job of other/project: AccessDeniedError" in lines
+    assert "project_path:other/project:ref_type:branch:ref:main" in result.stdout  # explained
+    assert len(lines) < 25  # a few readable lines
+
+
+DOCS = EXAMPLES.parent / "docs"
+TESTED_BLOCK = "<!-- tests/test_examples.py runs this block -->\n```python\n"
+
+
+def marked_code_block(page: Path) -> str:
+    """The code block of a docs page that follows the marker saying this test runs it."""
+    text = page.read_text()
+    assert text.count(TESTED_BLOCK) == 1, f"{page.name}: one marked python block expected"
+    return text.split(TESTED_BLOCK, 1)[1].split("\n```\n", 1)[0]
+
+
+def test_the_fixtures_example_of_the_testing_page_runs(tmp_path: Path) -> None:
+    # As a user runs it: a file of its own, in an empty directory, with the plugin installed.
+    (tmp_path / "test_publish.py").write_text(marked_code_block(DOCS / "testing.md"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_publish.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The last test needs a real job; every other one passes offline.
+    assert "6 passed, 1 skipped" in result.stdout, result.stdout
+
+
+ROOT = EXAMPLES.parent
+README = ROOT / "README.md"
+REPOSITORY_URL = "https://gitlab.com/gitlab-botocore/gitlab-botocore/-/"
+_INLINE_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_REFERENCE_LINK = re.compile(r"^\[[^\]]+\]:\s*(\S+)", re.MULTILINE)
+
+
+def links(page: Path) -> list[str]:
+    text = page.read_text()
+    return _INLINE_LINK.findall(text) + _REFERENCE_LINK.findall(text)
+
+
+def in_repository(link: str) -> Path:
+    """The file of this repository that an absolute README link names."""
+    path = link.removeprefix(REPOSITORY_URL).split("#", 1)[0]
+    for prefix in ("blob/main/", "tree/main/"):
+        if path.startswith(prefix):
+            return ROOT / path.removeprefix(prefix)
+    raise AssertionError(f"not a link to a file on main: {link}")
+
+
+def test_readme_is_a_front_page() -> None:
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 150, "the README is the front page: reference material goes to docs/"
+    first_demo = next(n for n, line in enumerate(lines) if "make demo" in line)
+    assert first_demo < 40, "the two set-up commands belong near the top"
+    assert any("make test" in line for line in lines[first_demo : first_demo + 3])
+    # A package index page shows the README without the repository: relative links break.
+    assert [link for link in links(README) if not link.startswith("https://")] == []
+    linked = {in_repository(link) for link in links(README) if link.startswith(REPOSITORY_URL)}
+    assert set((ROOT / "docs").glob("*.md")) <= linked, "every docs page is linked"
+
+
+@pytest.mark.parametrize(
+    "link", [link for link in links(README) if link.startswith(REPOSITORY_URL)]
+)
+def test_readme_links_exist(link: str) -> None:
+    assert in_repository(link).exists(), link
+
+
+@pytest.mark.parametrize(
+    ("page", "link"),
+    [
+        (page.name, link)
+        for page in sorted((ROOT / "docs").glob("*.md"))
+        for link in links(page)
+        if not link.startswith(("https://", "http://", "#"))
+    ],
+)
+def test_docs_links_exist(page: str, link: str) -> None:
+    assert (ROOT / "docs" / link.split("#", 1)[0]).exists(), f"{page}: {link}"
 
 
 def test_deploy_script_uploads_with_the_job_identity(
@@ -112,7 +201,7 @@ def test_gitlab_ci_example_matches_the_library() -> None:
                     assert (EXAMPLES.parent / word).exists(), word
 
 
-BOTOCORE_VARIABLES = ("AWS_CONFIG_FILE", "AWS_PROFILE")
+BOTOCORE_VARIABLES = ("AWS_CONFIG_FILE", "AWS_PROFILE", "AWS_DEFAULT_REGION")
 """Variables that botocore itself reads, and jobs may set."""
 
 

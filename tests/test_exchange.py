@@ -145,13 +145,73 @@ def test_access_denied_explains_the_trust_policy(job: Job, aws: FakeAWS) -> None
     assert f"assume arn:aws:iam::{ACCOUNT_ID}:role/deploy" in message
     assert f"sub='{sub}'" in message
     assert f'"StringEquals": {{"{host}:sub": "{sub}"}}' in message
+    assert "or every branch of this project" in message
     assert f'"StringLike": {{"{host}:sub": "{sub[:-9]}*"}}' in message
     assert "only StringLike expands wildcards" in message
     assert f"'aud:' under id_tokens: in .gitlab-ci.yml (this token: {job.gitlab.issuer})" in message
-    assert f"no IAM OIDC identity provider for {host} in account {ACCOUNT_ID}" in message
     assert "a sub pattern for branches while this job runs on a branch" in message
     assert f"{host}:ref_protected (this job: false)" in message
+    assert "customises it" not in message
     assert aws.sts.calls[0].outcome == "AccessDenied"
+
+
+def test_access_denied_first_says_the_role_may_be_missing_or_elsewhere(
+    job: Job, aws: FakeAWS
+) -> None:
+    """STS answers AccessDenied for a role in another account: say so before the policy."""
+    elsewhere = "210987654321"
+    job.set(AWS_ROLE_ARN=f"arn:aws:iam::{elsewhere}:role/deploy")
+    with pytest.raises(AccessDeniedError) as caught:
+        resolve()
+    message = str(caught.value)
+    host = job.gitlab.issuer.split("://", 1)[1]
+    assert aws.sts.calls[0].outcome == "AccessDenied"  # the job's own token, refused all the same
+    first_check = message.index("does not exist, or exists in another account than")
+    assert first_check < message.index("its trust policy does not admit this job")
+    assert f"The role must be in account {elsewhere}" in message
+    assert f"the token was issued by {job.gitlab.issuer}" in message
+    assert f"arn:aws:iam::{elsewhere}:oidc-provider/{host}" in message
+    assert "aws iam get-role --role-name deploy" in message
+
+
+@pytest.mark.parametrize(
+    ("sub", "broader", "kind"),
+    [
+        (
+            "project_path:other/project:ref_type:tag:ref:v1",
+            "project_path:other/project:ref_type:tag:ref:*",
+            "every tag of this project",
+        ),
+        (
+            "project_path:other/project:ref:v1:ref_type:tag",
+            "project_path:other/project:ref:*:ref_type:tag",
+            "every tag of this project",
+        ),
+        ("project_path:other/project:ref:v1", "project_path:other/project:ref:*", "every ref"),
+        ("project_path:other/project:ref_type:tag", None, None),
+    ],
+)
+def test_access_denied_suggests_conditions_in_the_token_sub_shape(
+    job: Job, aws: FakeAWS, sub: str, broader: str | None, kind: str | None
+) -> None:
+    job.token(project_path="other/project", ref="v1", ref_type="tag", sub=sub)
+    with pytest.raises(AccessDeniedError) as caught:
+        resolve()
+    message = str(caught.value)
+    host = job.gitlab.issuer.split("://", 1)[1]
+    assert f'"StringEquals": {{"{host}:sub": "{sub}"}}' in message
+    if broader is None:
+        assert '"StringLike": {' not in message
+        assert "this project's sub has no ref: that condition admits every tag" in message
+    else:
+        assert f"or {kind}" in message
+        assert f'"StringLike": {{"{host}:sub": "{broader}"}}' in message
+    components = ",".join(sub.split(":")[0::2])
+    customised = f"(ci_id_token_sub_claim_components: {components})"
+    assert (customised in message) is (components != "project_path,ref_type,ref")
+    assert ("a sub pattern for branches while this job runs on a tag" in message) is (
+        "ref_type" in components
+    )
 
 
 def test_wrong_audience_is_explained(job: Job) -> None:
@@ -161,6 +221,16 @@ def test_wrong_audience_is_explained(job: Job) -> None:
     message = str(caught.value)
     assert "audience (sts.amazonaws.com) is not an audience" in message
     assert "change 'aud:' under id_tokens:" in message
+
+
+def test_wrong_audience_of_a_token_for_another_service_is_not_added_to_aws(job: Job) -> None:
+    # Named explicitly, so it is sent as given; the advice must not be to trust Vault's audience.
+    job.token(audience="https://vault.example.com")
+    with pytest.raises(InvalidIdentityTokenError) as caught:
+        resolve()
+    message = str(caught.value)
+    assert "minted for another audience (https://vault.example.com), not for AWS" in message
+    assert "Add it to the provider" not in message
 
 
 def test_unknown_issuer_is_explained(job: Job) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 
 import boto3
 import pytest
 
 import gitlab_botocore
 from gitlab_botocore import EnvironmentTokenSource, IdToken
+from gitlab_botocore.pytest_plugin import FakeGitLabAWS
 from gitlab_botocore.testing.issuer import FakeGitLab
+from gitlab_botocore.testing.sts import FakeAWS
 
 from .conftest import Job
 
@@ -75,14 +79,109 @@ def test_custom_name_found_by_issuer_but_not_other_issuers(job: Job) -> None:
     assert source(job).get_token().variable == "DEPLOY_TOKEN"
 
 
-def test_several_custom_tokens_is_an_error_naming_them(job: Job) -> None:
+def test_several_tokens_for_aws_is_an_error_naming_them(job: Job) -> None:
     job.set(GITLAB_OIDC_TOKEN=None)
-    job.set(AWS_TOKEN=job.gitlab.mint(aud="sts"), VAULT_TOKEN=job.gitlab.mint(aud="vault"))
+    job.set(
+        AWS_TOKEN=job.gitlab.mint(job_id=1),
+        STS_TOKEN=job.gitlab.mint(audience="sts.amazonaws.com"),
+        VAULT_TOKEN=job.gitlab.mint(audience=VAULT),
+    )
     with pytest.raises(gitlab_botocore.AmbiguousTokenError) as caught:
         boto3.Session().get_credentials()
     message = str(caught.value)
-    assert "AWS_TOKEN, VAULT_TOKEN" in message
+    assert "AWS_TOKEN, STS_TOKEN" in message
+    assert "VAULT_TOKEN" not in message
     assert "GITLAB_BOTOCORE_TOKEN_VARIABLE" in message
+
+
+# -- a token is sent only to the audience it was minted for ---------------------------------
+
+VAULT = "https://vault.example.com"
+
+
+def test_a_vault_token_beside_the_aws_one_is_neither_picked_nor_ambiguous(
+    job: Job, aws: FakeAWS
+) -> None:
+    job.set(
+        GITLAB_OIDC_TOKEN=None,
+        AWS_DEPLOY_TOKEN=job.gitlab.mint(job_id=1),
+        VAULT_ID_TOKEN=job.gitlab.mint(audience=VAULT, job_id=2),
+    )
+    arn = boto3.Session().client("sts").get_caller_identity()["Arn"]
+    assert ":assumed-role/deploy/" in arn
+    (call,) = aws.sts.calls
+    assert call.claims["aud"] == job.gitlab.issuer
+    assert call.claims["job_id"] == "1"
+
+
+def test_a_vault_token_alone_is_never_sent_to_aws(
+    job: Job, aws: FakeAWS, caplog: pytest.LogCaptureFixture
+) -> None:
+    job.set(GITLAB_OIDC_TOKEN=None, VAULT_ID_TOKEN=job.gitlab.mint(audience=VAULT))
+    with caplog.at_level(logging.DEBUG, logger="gitlab_botocore"):
+        assert boto3.Session().get_credentials() is None
+    assert aws.sts.calls == []
+    skipped = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("VAULT_ID_TOKEN" in m and VAULT in m for m in skipped), skipped
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"VAULT_ID_TOKEN (aud {VAULT})" in warning
+    assert "GITLAB_BOTOCORE_AUDIENCES" in warning
+
+
+@pytest.mark.parametrize("where", ["environment", "profile", "register"])
+def test_listed_audiences_mark_a_token_as_meant_for_aws(
+    job: Job, aws: FakeAWS, fake_gitlab_aws: FakeGitLabAWS, where: str
+) -> None:
+    audience = "aws-deploy"
+    # A GitLab instance whose IAM OIDC provider lists this audience (client ID).
+    with FakeGitLab() as gitlab:
+        provider = fake_gitlab_aws.create_oidc_provider(gitlab.issuer, audiences=[audience])
+        policy = aws.trust_policy_for(provider, sub="project_path:*", aud=audience, like=True)
+        job.set(
+            CI_SERVER_URL=gitlab.issuer,
+            GITLAB_OIDC_TOKEN=None,
+            AWS_ROLE_ARN=fake_gitlab_aws.role("custom-audience", trust_policy=policy),
+            DEPLOY_TOKEN=gitlab.mint(audience=audience),
+            VAULT_ID_TOKEN=gitlab.mint(audience=VAULT),
+        )
+        if where == "environment":
+            job.set(GITLAB_BOTOCORE_AUDIENCES=f" other, {audience} ")
+        elif where == "profile":
+            Path(job.config_file).write_text(f"[default]\ngitlab_audiences = {audience}\n")
+        session = boto3.Session()
+        if where == "register":
+            gitlab_botocore.register(session, audiences=[audience])
+        arn = session.client("sts").get_caller_identity()["Arn"]
+    assert ":assumed-role/custom-audience/" in arn
+    assert [call.claims["aud"] for call in aws.sts.calls] == [audience]
+
+
+def test_unlisted_audience_is_skipped(job: Job, aws: FakeAWS) -> None:
+    job.set(GITLAB_OIDC_TOKEN=None, DEPLOY_TOKEN=job.gitlab.mint(audience="aws-deploy"))
+    assert boto3.Session().get_credentials() is None
+    assert aws.sts.calls == []
+
+
+def test_sts_audience_is_meant_for_aws(job: Job) -> None:
+    job.set(GITLAB_OIDC_TOKEN=None, DEPLOY_TOKEN=job.gitlab.mint(audience=["sts.amazonaws.com"]))
+    assert source(job).get_token().variable == "DEPLOY_TOKEN"
+
+
+@pytest.mark.parametrize("name", ["AWS_ID_TOKEN", "GITLAB_OIDC_TOKEN", "MY_NAMED_TOKEN"])
+def test_named_variables_are_used_as_given(job: Job, aws: FakeAWS, name: str) -> None:
+    job.set(GITLAB_OIDC_TOKEN=None)
+    job.set(**{name: job.gitlab.mint(audience=VAULT)})
+    if name == "MY_NAMED_TOKEN":
+        job.set(GITLAB_BOTOCORE_TOKEN_VARIABLE=name)
+    with pytest.raises(gitlab_botocore.GitLabOIDCError):
+        boto3.Session().client("sts").get_caller_identity()  # AWS refuses the audience
+    assert [call.claims["aud"] for call in aws.sts.calls] == [VAULT]
+
+
+def test_legacy_token_for_another_audience_is_skipped(job: Job) -> None:
+    job.set(GITLAB_OIDC_TOKEN=None, CI_JOB_JWT_V2=job.gitlab.mint(audience=VAULT))
+    with pytest.raises(gitlab_botocore.TokenNotFoundError, match="CI_JOB_JWT_V2"):
+        source(job).get_token()
 
 
 def test_same_token_in_two_variables_is_not_ambiguous(job: Job) -> None:

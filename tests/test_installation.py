@@ -176,6 +176,82 @@ def test_broken_configuration_never_breaks_session_creation(job: Job) -> None:
         session.get_credentials()
 
 
+# -- import order does not matter ----------------------------------------------------------
+
+BOTO3_FIRST = """
+import boto3
+
+boto3.client("sts")  # the default session exists, and found no credentials
+import gitlab_botocore
+
+print(boto3.client("sts").get_caller_identity()["Arn"])
+"""
+
+
+def test_boto3_client_before_the_import_gets_the_job_role(job: Job) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", BOTO3_FIRST],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(":assumed-role/deploy/GitLabRunner-42-1001-5001")
+
+
+@pytest.mark.parametrize("used", [False, True], ids=["not-resolved-yet", "resolved-to-nothing"])
+def test_install_adopts_boto3_default_session(job: Job, used: bool) -> None:
+    gitlab_botocore.uninstall()
+    boto3.setup_default_session()
+    if used:
+        assert boto3.DEFAULT_SESSION.get_credentials() is None
+    gitlab_botocore.install()
+    assert (
+        boto3.client("sts")
+        .get_caller_identity()["Arn"]
+        .endswith(":assumed-role/deploy/GitLabRunner-42-1001-5001")
+    )
+    gitlab_botocore.install()  # idempotent: still one provider in the chain
+    assert chain(boto3.DEFAULT_SESSION).count("gitlab-oidc") == 1
+
+
+def test_install_leaves_a_default_session_with_credentials_alone(
+    job: Job, caplog: pytest.LogCaptureFixture
+) -> None:
+    gitlab_botocore.uninstall()
+    Path(os.environ["AWS_SHARED_CREDENTIALS_FILE"]).write_text(
+        "[default]\naws_access_key_id = AKIDFILE\naws_secret_access_key = file-secret\n"
+    )
+    boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION.get_credentials().method == "shared-credentials-file"
+    with caplog.at_level("DEBUG", logger="gitlab_botocore"):
+        gitlab_botocore.install()
+    assert "gitlab-oidc" not in chain(boto3.DEFAULT_SESSION)
+    assert boto3.DEFAULT_SESSION.get_credentials().method == "shared-credentials-file"
+    assert any(
+        "already has credentials (shared-credentials-file)" in r.getMessage()
+        for r in caplog.records
+    )
+    assert boto3.Session().get_credentials().method == "gitlab-oidc"  # new sessions do
+
+
+def test_import_does_not_import_boto3(job: Job) -> None:
+    code = "import sys, gitlab_botocore; print('boto3' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.stdout.strip() == "False", result.stderr
+
+
+# -- a narrowed chain ---------------------------------------------------------------------
+
+
 class _OnlyProvider(botocore.credentials.CredentialProvider):  # type: ignore[misc]
     METHOD = "custom-only"
     CANONICAL_NAME = "custom-only"

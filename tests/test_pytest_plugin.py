@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
+
+from gitlab_botocore.testing.sts import FakeAWS
 
 from .conftest import ACCOUNT_ID, Job
 
@@ -109,7 +112,8 @@ def test_the_entry_point_names_the_plugin() -> None:
     else:
         found = entry_points().get("pytest11", ())
     plugins = {ep.name: ep.value for ep in found}
-    assert plugins.get("gitlab_botocore") == "gitlab_botocore.pytest_plugin"
+    # Outside the package: loading the plugin must not run ``gitlab_botocore/__init__``.
+    assert plugins.get("gitlab_botocore") == "gitlab_botocore_pytest"
 
 
 def test_fixtures_give_an_offline_gitlab_ci_job(
@@ -195,4 +199,116 @@ def test_gitlab_aws_session_uses_the_job_token_or_skips(
             "SKIPPED*needs an IAM role to assume: set AWS_ROLE_ARN*",
             "SKIPPED*needs a GitLab ID token: No GitLab ID token found*id_tokens:*",
         ]
+    )
+
+
+# -- installing the package does not change an unrelated test suite ------------------------
+
+UNRELATED_SUITE = """
+import sys
+
+import pytest
+
+
+def test_loading_the_plugin_imported_nothing(pytestconfig):
+    assert pytestconfig.pluginmanager.hasplugin("gitlab_botocore")
+    loaded = [
+        name
+        for name in sys.modules
+        if name.split(".")[0] in ("gitlab_botocore", "botocore", "boto3", "moto", "jwt")
+    ]
+    assert loaded == []
+
+
+def test_expects_no_credentials():
+    import boto3
+    from botocore.exceptions import NoCredentialsError
+
+    with pytest.raises(NoCredentialsError):
+        boto3.client("sts").get_caller_identity()
+"""
+
+
+def test_an_unrelated_suite_in_a_job_gets_no_credentials(
+    pytester: pytest.Pytester, job: Job, aws: FakeAWS
+) -> None:
+    # The job's role, its ID token and a reachable STS are all there: only an installed
+    # provider could find credentials.
+    pytester.makepyfile(test_unrelated=UNRELATED_SUITE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert aws.sts.calls == []
+
+
+FIXTURE_THEN_PLAIN_TEST = """
+{import_line}
+import boto3
+import pytest
+from botocore.exceptions import NoCredentialsError
+
+JOB = {{}}
+
+
+def test_with_the_fixture(gitlab_ci_env):
+    JOB.update(gitlab_ci_env.variables)
+    assert ":assumed-role/gitlab-ci-job/" in boto3.client("sts").get_caller_identity()["Arn"]
+
+
+def test_after_it_in_the_same_environment(monkeypatch):
+    for name, value in JOB.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    {expectation}
+"""
+
+
+def test_a_fixture_leaves_no_provider_behind(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_suite=FIXTURE_THEN_PLAIN_TEST.format(
+            import_line="",
+            expectation="with pytest.raises(NoCredentialsError):\n"
+            '        boto3.client("sts").get_caller_identity()',
+        )
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_a_suite_that_imports_the_library_keeps_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_suite=FIXTURE_THEN_PLAIN_TEST.format(
+            import_line="import gitlab_botocore",
+            expectation='assert boto3.Session().get_credentials().method == "gitlab-oidc"',
+        )
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_the_base_package_without_test_extras_keeps_pytest_working(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # As if `pip install gitlab-botocore` without [testing]: no moto, no cryptography.
+    blocked = tmp_path / "not-installed"
+    for module in ("moto", "cryptography"):
+        (blocked / module).mkdir(parents=True)
+        (blocked / module / "__init__.py").write_text(
+            f'raise ModuleNotFoundError("No module named {module}", name="{module}")\n'
+        )
+    monkeypatch.setenv("PYTHONPATH", str(blocked))
+    pytester.makepyfile(
+        test_base="""
+        def test_unrelated():
+            import boto3
+
+            assert boto3.Session().region_name is None or True
+
+        def test_asks_for_the_fakes(fake_gitlab_aws):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ['*fake_gitlab_aws needs*pip install "gitlab-botocore[[]testing[]]" (No module named *)']
     )

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -21,6 +25,7 @@ from gitlab_botocore.trust_policy import (
     policy_for_token,
     provider_arn_for,
     provider_host,
+    sub_components,
     subject_pattern,
     trust_policy_allows,
 )
@@ -99,7 +104,7 @@ def test_provider_arn_for() -> None:
 )
 def test_subject_pattern(arguments: tuple[str, ...], expected: str) -> None:
     project, *rest = arguments
-    keywords = dict(zip(("ref_type", "ref"), rest))
+    keywords: dict[str, Any] = dict(zip(("ref_type", "ref"), rest))
     assert subject_pattern(project, **keywords) == expected
 
 
@@ -208,7 +213,6 @@ def test_policy_for_token_defaults_to_the_exact_sub() -> None:
         ({"any_branch": True}, "project_path:mygroup/app:ref_type:branch:ref:*"),
         ({"ref": "release/*"}, "project_path:mygroup/app:ref_type:branch:ref:release/*"),
         ({"ref_type": "tag", "ref": "v*"}, "project_path:mygroup/app:ref_type:tag:ref:v*"),
-        ({"ref_type": "*"}, "project_path:mygroup/app:ref_type:*:ref:main"),
     ],
 )
 def test_policy_for_token_with_other_refs(options: dict[str, Any], subject: str) -> None:
@@ -379,9 +383,11 @@ def test_a_condition_key_of_another_provider() -> None:
 def test_no_sub_restriction_is_a_security_finding(condition: dict[str, Any] | None) -> None:
     report = check_trust_policy(policy(statement(condition)), claims())
     assert report.admits
-    assert f"Statement 1 does not restrict {HOST}:sub: any project on {HOST}" in messages(
-        report.findings, "security"
-    )
+    assert not report.passed
+    assert (
+        f"Statement 1 lets in any project on {HOST}: it does not restrict {HOST}:sub; for "
+        "example sub 'project_path:outsider-group/project:ref_type:branch:ref:main'"
+    ) in messages(report.findings, "security")
 
 
 @pytest.mark.parametrize(
@@ -403,7 +409,9 @@ def test_patterns_that_do_not_pin_the_group_are_a_security_finding(
     report = check_trust_policy(policy(like), claims())
     assert report.admits
     security = messages(report.findings, "security")
-    assert ("does not pin the top-level group" in security) is broad
+    assert ("project_path:outsider-group/project" in security or "mygroup-evil" in security) is (
+        broad
+    )
     assert "does not restrict" not in security
 
 
@@ -418,7 +426,11 @@ def test_a_matching_deny_wins() -> None:
     report = check_trust_policy(policy(any_ref, deny), claims())
     assert not report.admits
     assert "Statement 2 (NoMain) denies this token." in messages(report.findings, "error")
-    assert check_trust_policy(policy(any_ref, deny), claims(ref="dev")) == TrustPolicyReport(True)
+    other_ref = check_trust_policy(policy(any_ref, deny), claims(ref="dev"))
+    assert other_ref.admits
+    assert other_ref.passed
+    assert [f.severity for f in other_ref.findings] == ["note"]  # every ref but main
+    assert TrustPolicyReport(True).passed
 
 
 def test_request_keys_are_assumed_to_hold() -> None:
@@ -426,7 +438,8 @@ def test_request_keys_are_assumed_to_hold() -> None:
     with_ip["Condition"]["IpAddress"] = {"aws:SourceIp": "203.0.113.0/24"}
     report = check_trust_policy(policy(with_ip), claims())
     assert report.admits
-    assert "aws:SourceIp depends on the request" in messages(report.findings, "warning")
+    assert "aws:SourceIp depends on the request" in messages(report.findings, "note")
+    assert report.passed
 
 
 def test_an_empty_policy() -> None:
@@ -468,3 +481,480 @@ def claims_of(token: str) -> dict[str, Any]:
 
     decoded: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
     return decoded
+
+
+# -- whom else a policy lets in (issue 10, item 2) ---------------------------------------------
+
+GITHUB = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/token.actions.githubusercontent.com"
+
+
+def like(sub: str) -> dict[str, Any]:
+    return statement({"StringEquals": {f"{HOST}:aud": ISSUER}, "StringLike": {f"{HOST}:sub": sub}})
+
+
+DANGEROUS = [
+    pytest.param(
+        [like("project_path:mygroup/app*:ref_type:branch:ref:main")],
+        "security",
+        "Statement 1 lets in other projects whose path merely starts with 'mygroup/app'",
+        "project_path:mygroup/app-evil:ref_type:branch:ref:main",
+        id="project-prefix-sibling",
+    ),
+    pytest.param(
+        [like("project_path:mygroup/app*:ref_type:branch:ref:main")],
+        "security",
+        "Statement 1 lets in other projects",
+        "project_path:mygroup/app/evil:ref_type:branch:ref:main",
+        id="project-prefix-subproject",
+    ),
+    pytest.param(
+        [like("project_path:mygroup/*:ref_type:branch:ref:main")],
+        "warning",
+        "Statement 1 lets in every project of mygroup and its subgroups",
+        "project_path:mygroup/new-project:ref_type:branch:ref:main",
+        id="whole-group",
+    ),
+    pytest.param(
+        [like("project_path:mygroup/app:ref_type:branch:ref:main*")],
+        "security",
+        "Statement 1 lets in branches whose name merely starts with 'main'",
+        "project_path:mygroup/app:ref_type:branch:ref:main-evil",
+        id="ref-prefix",
+    ),
+    pytest.param(
+        [like("project_path:mygroup/app:ref_type:*:ref:main")],
+        "security",
+        "Statement 1 lets in a tag with the name the pattern means for a branch",
+        "project_path:mygroup/app:ref_type:tag:ref:main",
+        id="any-ref-type",
+    ),
+    pytest.param(
+        [
+            GOOD,
+            {
+                "Sid": "Admins",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": "sts:AssumeRole",
+            },
+        ],
+        "security",
+        "Statement 2 (Admins) lets in every IAM user and role of every AWS account",
+        "arn:aws:iam::999999999999:role/outsider",
+        id="aws-star-assume-role",
+    ),
+    pytest.param(
+        [
+            GOOD,
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": PROVIDER},
+                "NotAction": "sts:AssumeRole",
+            },
+        ],
+        "security",
+        f"Statement 2 lets in any project on {HOST}: it does not restrict {HOST}:sub",
+        "project_path:outsider-group/project:ref_type:branch:ref:main",
+        id="gitlab-not-action",
+    ),
+    pytest.param(
+        [GOOD, statement(Principal={"Federated": GITHUB})],
+        "security",
+        f"Statement 2 lets in tokens of {GITHUB}: any GitHub Actions workflow",
+        "repo:outsider/repo:ref:refs/heads/main",
+        id="github-unconditioned",
+    ),
+    pytest.param(
+        [GOOD, statement(Principal={"Federated": "accounts.google.com"})],
+        "security",
+        "Statement 2 lets in tokens of accounts.google.com: any Google account",
+        "sub 'outsider'",
+        id="google-unconditioned",
+    ),
+    pytest.param(
+        [statement({"StringEquals": {f"{HOST}:sub": SUB}})],
+        "warning",
+        f"Statement 1 lets in tokens that jobs requested for any audience: it does not pin {HOST}",
+        "aud 'https://outsider.example'",
+        id="no-aud",
+    ),
+    pytest.param(
+        [statement({"StringEquals": {f"{HOST}:sub": SUB}, "StringLike": {f"{HOST}:aud": "*"}})],
+        "warning",
+        f"it does not pin {HOST}:aud",
+        "aud 'https://outsider.example'",
+        id="aud-star",
+    ),
+    pytest.param(
+        [statement({"StringEqualsIgnoreCase": {f"{HOST}:aud": ISSUER, f"{HOST}:sub": SUB}})],
+        "security",
+        "Statement 1 lets in refs whose name differs from main only in case",
+        "project_path:mygroup/app:ref_type:branch:ref:MAIN",
+        id="ignore-case",
+    ),
+    pytest.param(
+        [{**like(SUB), "Principal": "*", "Condition": {"StringEquals": {f"{HOST}:aud": ISSUER}}}],
+        "security",
+        f"Statement 1 lets in any project on {HOST}",
+        "project_path:outsider-group/project",
+        id="principal-star-without-sub",
+    ),
+    pytest.param(
+        [GOOD, statement(Principal={"Federated": "*"})],
+        "security",
+        "Statement 2 lets in tokens of accounts.google.com",
+        "sub 'outsider'",
+        id="federated-star",
+    ),
+]
+
+
+@pytest.mark.parametrize(("statements", "severity", "what", "example"), DANGEROUS)
+def test_dangerous_policies_are_flagged_with_statement_and_example(
+    statements: list[dict[str, Any]], severity: str, what: str, example: str
+) -> None:
+    report = check_trust_policy(policy(*statements), claims())
+    assert report.admits  # this job gets in: the danger is whom else
+    found = messages(report.findings, severity)
+    assert what in found
+    assert example in found
+    assert not report.passed
+
+
+def test_a_request_key_condition_lowers_an_outsider_to_a_warning() -> None:
+    org_only = {
+        "Effect": "Allow",
+        "Principal": {"AWS": "*"},
+        "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-abc123"}},
+    }
+    report = check_trust_policy(policy(GOOD, org_only), claims())
+    assert not report.of_severity("security")
+    assert "unless its conditions on aws:PrincipalOrgID stop them" in messages(
+        report.findings, "warning"
+    )
+
+
+def test_an_allow_guarded_by_a_deny_on_sub_is_not_flagged() -> None:
+    """IAM: an explicit Deny wins, so the Allow without a sub condition lets in only SUB."""
+    allow_all = statement({"StringEquals": {f"{HOST}:aud": ISSUER}})
+    guard = statement(
+        {"StringNotEquals": {f"{HOST}:sub": SUB}}, Effect="Deny", Principal={"Federated": PROVIDER}
+    )
+    report = check_trust_policy(policy(allow_all, guard), claims())
+    assert report.admits
+    assert report.findings == []
+    assert report.passed
+    assert not check_trust_policy(policy(allow_all, guard), claims(ref="evil")).admits
+
+
+@pytest.mark.parametrize("partition", ["aws-us-gov", "aws-cn"])
+def test_a_policy_in_another_partition_admits(partition: str) -> None:
+    provider = PROVIDER.replace("arn:aws:", f"arn:{partition}:")
+    other = statement(
+        {"StringEquals": {f"{HOST}:aud": ISSUER, f"{HOST}:sub": SUB}},
+        Principal={"Federated": provider},
+    )
+    report = check_trust_policy(policy(other), claims())
+    assert report.admits
+    assert report.passed
+    assert check_trust_policy(policy(other), claims(), provider_arn=provider).passed
+
+
+def test_principal_star_with_the_right_conditions_admits_like_iam() -> None:
+    star = {**GOOD, "Principal": "*"}
+    report = check_trust_policy(policy(star), claims(), provider_arn=PROVIDER)
+    assert report.admits
+    assert report.passed  # no outsider gets in: every other token lacks these keys
+    assert 'trusts every principal ("*") and relies on its conditions alone' in messages(
+        report.findings, "note"
+    )
+    assert not check_trust_policy(policy(star), claims(ref="evil")).admits
+
+
+def test_every_statement_is_judged_and_named() -> None:
+    report = check_trust_policy(
+        policy(
+            GOOD,
+            {**like("project_path:mygroup/app:ref_type:branch:ref:main*"), "Sid": "Mains"},
+            statement(Principal={"Federated": "accounts.google.com"}),
+        ),
+        claims(),
+    )
+    security = messages(report.findings, "security")
+    assert "Statement 2 (Mains) lets in branches" in security
+    assert "Statement 3 lets in tokens of accounts.google.com" in security
+    assert "Statement 1" not in security
+
+
+# -- customised sub shapes ---------------------------------------------------------------------
+
+SHAPED = [
+    ("project_path,ref_type,ref", "project_path:mygroup/app:ref_type:branch:ref:main"),
+    ("project_path,ref,ref_type", "project_path:mygroup/app:ref:main:ref_type:branch"),
+    ("project_path,ref", "project_path:mygroup/app:ref:main"),
+    ("project_path,ref_type", "project_path:mygroup/app:ref_type:branch"),
+]
+
+
+@pytest.mark.parametrize(("components", "sub"), SHAPED)
+def test_sub_components_read_all_four_shapes(components: str, sub: str) -> None:
+    parsed = sub_components(sub)
+    assert parsed is not None
+    assert ",".join(parsed) == components
+    assert parsed["project_path"] == "mygroup/app"
+    assert sub_components("project_path:mygroup/app:branch:main") is None
+    assert (
+        subject_pattern("mygroup/app", ref="main", components=tuple(components.split(","))) == sub
+    )
+
+
+@pytest.mark.parametrize(("components", "sub"), SHAPED)
+def test_the_exact_sub_of_each_shape_admits(components: str, sub: str) -> None:
+    exact = statement({"StringEquals": {f"{HOST}:aud": ISSUER, f"{HOST}:sub": sub}})
+    report = check_trust_policy(policy(exact), claims(sub=sub))
+    assert report.admits
+    assert report.passed
+    assert policy_for_token(claims(sub=sub), account_id=ACCOUNT_ID)["Statement"][0]["Condition"][
+        "StringEquals"
+    ][f"{HOST}:sub"] == [sub]
+
+
+def test_a_default_shape_condition_for_a_customised_sub_says_so() -> None:
+    report = check_trust_policy(policy(GOOD), claims(sub="project_path:mygroup/app:ref:main"))
+    assert not report.admits
+    assert (
+        "it is written for the sub components project_path,ref_type,ref, but this project's "
+        "sub has project_path,ref (ci_id_token_sub_claim_components)"
+    ) in messages(report.findings, "error")
+
+
+def test_a_sub_without_ref_type_admits_a_tag_of_the_same_name() -> None:
+    sub = "project_path:mygroup/app:ref:main"
+    exact = statement({"StringEquals": {f"{HOST}:aud": ISSUER, f"{HOST}:sub": sub}})
+    notes = messages(check_trust_policy(policy(exact), claims(sub=sub)).findings, "note")
+    assert "a tag named main as well as the branch" in notes
+
+
+@pytest.mark.parametrize(
+    ("sub", "pattern", "example"),
+    [
+        (
+            "project_path:mygroup/app:ref:main:ref_type:branch",
+            "project_path:mygroup/app:ref:main*:ref_type:branch",
+            "project_path:mygroup/app:ref:main-evil:ref_type:branch",
+        ),
+        (
+            "project_path:mygroup/app:ref:main",
+            "project_path:mygroup/app*:ref:main",
+            "project_path:mygroup/app-evil:ref:main",
+        ),
+        (
+            "project_path:mygroup/app:ref_type:branch",
+            "project_path:my*:ref_type:branch",
+            "project_path:my-evil/project:ref_type:branch",
+        ),
+    ],
+)
+def test_dangerous_patterns_in_customised_shapes(sub: str, pattern: str, example: str) -> None:
+    report = check_trust_policy(policy(like(pattern)), claims(sub=sub))
+    assert report.admits
+    assert f"sub '{example}'" in messages(report.findings, "security")
+
+
+@pytest.mark.parametrize(
+    ("sub", "options", "subject"),
+    [
+        (
+            "project_path:mygroup/app:ref:main:ref_type:branch",
+            {"ref": "release/*"},
+            "project_path:mygroup/app:ref:release/*:ref_type:branch",
+        ),
+        (
+            "project_path:mygroup/app:ref:main:ref_type:branch",
+            {"any_branch": True},
+            "project_path:mygroup/app:ref:*:ref_type:branch",
+        ),
+        ("project_path:mygroup/app:ref:main", {"ref": "v*"}, "project_path:mygroup/app:ref:v*"),
+    ],
+)
+def test_the_generator_keeps_the_token_sub_shape(
+    sub: str, options: dict[str, Any], subject: str
+) -> None:
+    built = policy_for_token(claims(sub=sub), account_id=ACCOUNT_ID, **options)
+    assert built["Statement"][0]["Condition"]["StringLike"] == {f"{HOST}:sub": [subject]}
+
+
+def test_a_sub_without_ref_type_as_its_own_exact_any_branch_policy() -> None:
+    sub = "project_path:mygroup/app:ref_type:branch"
+    built = policy_for_token(claims(sub=sub), account_id=ACCOUNT_ID, any_branch=True)
+    assert built["Statement"][0]["Condition"]["StringEquals"][f"{HOST}:sub"] == [sub]
+
+
+@pytest.mark.parametrize(
+    ("sub", "options", "complaint"),
+    [
+        ("project_path:mygroup/app:ref:main", {"any_branch": True}, "without ref_type"),
+        ("project_path:mygroup/app:ref:main", {"ref_type": "tag"}, "without ref_type"),
+        ("project_path:mygroup/app:ref_type:branch", {"ref": "main"}, "without ref"),
+        (SUB, {"ref": "main*"}, "would also let in branches whose name merely starts with"),
+        (SUB, {"ref_type": "*"}, "would also let in a tag"),
+    ],
+)
+def test_the_generator_refuses_what_it_cannot_say_safely(
+    sub: str, options: dict[str, Any], complaint: str
+) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        policy_for_token(claims(sub=sub), account_id=ACCOUNT_ID, **options)
+
+
+# -- the local STS judges like the checker (Principal "*", Deny) --------------------------------
+
+
+def test_local_sts_admits_principal_star_with_conditions_and_honours_deny(
+    job: Job, aws: FakeAWS
+) -> None:
+    host = provider_host(job.gitlab.issuer)
+    own = claims_of(job.gitlab.mint())
+    star = policy_for_token(own, account_id=ACCOUNT_ID)
+    star["Statement"][0]["Principal"] = "*"
+    aws.create_role("trust-policy-star", star)
+    job.set(AWS_ROLE_ARN=f"arn:aws:iam::{ACCOUNT_ID}:role/trust-policy-star")
+    assert boto3.Session().get_credentials().get_frozen_credentials().access_key
+    assert check_trust_policy(star, own).admits
+
+    guarded = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{host}"},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+            },
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringNotEquals": {f"{host}:sub": own["sub"]}},
+            },
+        ],
+    }
+    aws.create_role("trust-policy-guarded", guarded)
+    job.set(AWS_ROLE_ARN=f"arn:aws:iam::{ACCOUNT_ID}:role/trust-policy-guarded")
+    job.token()
+    assert boto3.Session().get_credentials().get_frozen_credentials().access_key
+    job.token(ref="feature")
+    with pytest.raises(AccessDeniedError):
+        boto3.Session().get_credentials().get_frozen_credentials()
+    assert [c.outcome for c in aws.sts.calls][-2:] == ["ok", "AccessDenied"]
+
+
+# -- the console script: exit status 1 on any finding that lets others in ----------------------
+
+
+def run_check(
+    job: Job, tmp_path: Path, document: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    policy_file = tmp_path / "trust.json"
+    policy_file.write_text(json.dumps(document))
+    return run_cli("trust-policy", "--check", str(policy_file))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    command = str(Path(sys.executable).parent / "gitlab-botocore")
+    return subprocess.run(
+        [command, *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def job_statement(job: Job, condition: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    host = provider_host(job.gitlab.issuer)
+    result: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Federated": f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{host}"},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": condition,
+    }
+    result.update(fields)
+    return result
+
+
+def test_cli_check_fails_a_look_alike_branch_pattern(job: Job, tmp_path: Path) -> None:
+    host = provider_host(job.gitlab.issuer)
+    pattern = "project_path:mygroup/myproject:ref_type:branch:ref:main*"
+    condition = {
+        "StringEquals": {f"{host}:aud": job.gitlab.issuer},
+        "StringLike": {f"{host}:sub": pattern},
+    }
+    result = run_check(job, tmp_path, policy(job_statement(job, condition, Sid="Main")))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.startswith("Admits this job")
+    assert "security  Statement 1 (Main) lets in branches" in result.stdout
+    assert "ref:main-evil" in result.stdout
+
+
+def test_cli_check_fails_a_policy_without_aud(job: Job, tmp_path: Path) -> None:
+    host = provider_host(job.gitlab.issuer)
+    sub = "project_path:mygroup/myproject:ref_type:branch:ref:main"
+    result = run_check(
+        job, tmp_path, policy(job_statement(job, {"StringEquals": {f"{host}:sub": sub}}))
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        "warning   Statement 1 lets in tokens that jobs requested for any audience" in result.stdout
+    )
+
+
+def test_cli_check_passes_an_allow_guarded_by_a_deny(job: Job, tmp_path: Path) -> None:
+    host = provider_host(job.gitlab.issuer)
+    sub = "project_path:mygroup/myproject:ref_type:branch:ref:main"
+    allow = job_statement(job, {"StringEquals": {f"{host}:aud": job.gitlab.issuer}})
+    deny = job_statement(job, {"StringNotEquals": {f"{host}:sub": sub}}, Effect="Deny")
+    result = run_check(job, tmp_path, policy(allow, deny))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("Admits this job")
+
+
+def test_cli_check_passes_principal_star_with_the_right_conditions(
+    job: Job, tmp_path: Path
+) -> None:
+    host = provider_host(job.gitlab.issuer)
+    sub = "project_path:mygroup/myproject:ref_type:branch:ref:main"
+    condition = {"StringEquals": {f"{host}:aud": job.gitlab.issuer, f"{host}:sub": sub}}
+    result = run_check(job, tmp_path, policy(job_statement(job, condition, Principal="*")))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "note      Statement 1 trusts every principal" in result.stdout
+
+
+@pytest.mark.parametrize("partition", ["aws-us-gov", "aws-cn"])
+def test_cli_generates_and_checks_in_the_role_partition(
+    job: Job, tmp_path: Path, partition: str
+) -> None:
+    job.set(AWS_ROLE_ARN=f"arn:{partition}:iam::{ACCOUNT_ID}:role/deploy")
+    generated = run_cli("trust-policy")
+    assert generated.returncode == 0, generated.stderr
+    document = json.loads(generated.stdout)
+    principal = document["Statement"][0]["Principal"]["Federated"]
+    assert principal.startswith(f"arn:{partition}:iam::{ACCOUNT_ID}:oidc-provider/")
+    result = run_check(job, tmp_path, document)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("Admits this job")
+
+
+def test_cli_refuses_to_generate_a_look_alike_pattern(job: Job) -> None:
+    result = run_cli("trust-policy", "--ref", "main*")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "would also let in branches whose name merely starts with 'main'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_runtime_does_not_import_the_trust_policy_tool() -> None:
+    code = (
+        "import sys, gitlab_botocore, gitlab_botocore.explanations, gitlab_botocore.exchange; "
+        "print(sorted(m for m in sys.modules if m.endswith(('trust_policy', '.cli', '.doctor'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
