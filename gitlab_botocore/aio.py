@@ -10,7 +10,8 @@ Nothing loop-bound is shared. Each session gets its own aiobotocore credentials 
 aiobotocore's lock); they read the shared, thread-safe credentials inline while those
 are fresh, and from a worker thread when reading them may wait for STS, so the event
 loop never blocks. Any number of event loops, one after another or in several threads,
-can use them. The STS client comes from a private plain botocore session, because
+can use them. The STS client comes from a private plain botocore session configured like
+the aiobotocore session (read in the loop's thread when credentials are first resolved), because
 aiobotocore's clients cannot be used from a thread without a loop.
 
 Loaded only when an aiobotocore session first resolves credentials; the core never
@@ -24,13 +25,11 @@ import logging
 from collections.abc import Awaitable, Mapping
 from typing import Any, Callable
 
-import botocore.session
 from aiobotocore.credentials import AioDeferredRefreshableCredentials
 from botocore.credentials import CredentialProvider
 
 from .credentials import RefreshingCredentials
 from .exceptions import GitLabOIDCError
-from .exchange import ClientFactory
 from .provider import GitLabOIDCProvider
 from .settings import METHOD
 
@@ -72,12 +71,7 @@ class GitLabOIDCAioProvider(CredentialProvider):  # type: ignore[misc]
     ) -> None:
         super().__init__()
         self._session = session
-        self._decide = GitLabOIDCProvider(
-            session,
-            overrides,
-            environ,
-            create_client=_plain_client_factory(session),
-        )
+        self._decide = GitLabOIDCProvider(session, overrides, environ, use_session_clients=False)
 
     async def load(self) -> Any:
         # Nothing here waits on the network: settings, the token from the environment, and
@@ -107,20 +101,6 @@ def _as_metadata(shared: RefreshingCredentials) -> dict[str, Any]:
         "expiry_time": issued.expiration.isoformat(),
         "account_id": issued.account_id,
     }
-
-
-def _plain_client_factory(session: Any) -> ClientFactory:
-    """``create_client`` of a plain botocore session configured like ``session``."""
-
-    def create_client(*args: Any, **kwargs: Any) -> Any:
-        plain = botocore.session.Session()
-        # What code set on the session (profile, config file, CA bundle, ...) applies to
-        # the STS client, as it would to the session's own clients.
-        for name, value in session.instance_variables().items():
-            plain.set_config_variable(name, value)
-        return plain.create_client(*args, **kwargs)
-
-    return create_client
 
 
 ThreadRunner = Callable[[Callable[[], Any]], Awaitable[Any]]

@@ -1,23 +1,29 @@
 """Refreshing credentials, shared by every session in the process that wants the same role.
 
-Refresh design. Credentials are renewed ahead of expiry in two stages, scaled to
-their lifetime so that short (900 s) sessions do not refresh on every call:
+Refresh design. Credentials are renewed ahead of expiry in stages, scaled to their
+lifetime so that short (900 s) sessions do not refresh on every call (see :func:`plan`):
 
 * from ``refresh_at`` (a quarter of the lifetime before expiry, at most 15 min),
-  the first caller to notice starts one background refresh and every caller keeps
-  using the current credentials, so nobody waits on STS;
-* from ``must_refresh_at`` (a sixth of the lifetime, at most 10 min) callers wait
-  for a refresh, single-flight: one STS call, other threads block on it.
+  the first caller to notice starts one STS attempt in a background thread and every
+  caller keeps using the current credentials, so nobody waits on STS;
+* from ``must_refresh_at`` (a sixth of the lifetime, at most 10 min) the first caller
+  to notice makes one STS attempt itself, and gets the new credentials when it
+  succeeds; callers arriving meanwhile keep the current ones;
+* from ``usable_until`` (a minute before expiry, less for short lifetimes), or with no
+  credentials yet, callers wait for a fetch that retries transient failures within the
+  retry budget, single-flight: one STS call, other threads block on it.
 
-A failed refresh while the current credentials are still usable is logged and
-retried after an exponential back-off instead of on every call. A background
-thread per refresh (rather than a permanent worker) keeps idle processes free of
-threads and needs no shutdown.
+So while the current credentials are usable no caller waits longer than one STS
+attempt, however long STS is down. A failed attempt is logged and the next one waits
+for an exponential back-off (on a later call, or in the background), instead of
+hammering STS on every call. A background thread per attempt (rather than a permanent
+worker) keeps idle processes free of threads and needs no shutdown.
 """
 
 from __future__ import annotations
 
 import datetime
+import enum
 import logging
 import os
 import random
@@ -25,12 +31,11 @@ import threading
 import time
 import weakref
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from botocore.credentials import DeferredRefreshableCredentials, ReadOnlyCredentials
 
-from .exceptions import GitLabOIDCError
 from .exchange import IssuedCredentials
 
 logger = logging.getLogger(__name__)
@@ -44,12 +49,17 @@ MAX_RETRY_SECONDS = 120.0
 
 _HAS_ACCOUNT_ID = "account_id" in ReadOnlyCredentials._fields
 
+Fetch = Callable[[bool], IssuedCredentials]
+"""Gets fresh credentials. Called with ``True`` when the caller has nothing usable and
+waits: retry transient failures within the retry budget. With ``False``: one STS attempt,
+raising its failure (the refresh schedule decides when to try again)."""
+
 
 @dataclass(frozen=True, repr=False)  # its repr would show the secret key
 class _Generation:
     """One set of issued credentials and the moments that matter for it (epoch seconds)."""
 
-    frozen: ReadOnlyCredentials
+    frozen: ReadOnlyCredentials = field(repr=False)
     issued: IssuedCredentials
     refresh_at: float
     must_refresh_at: float
@@ -71,42 +81,77 @@ class _Generation:
         )
 
 
+class Plan(enum.Enum):
+    """What a caller does about a refresh, decided by :func:`plan`."""
+
+    SERVE = "serve the current credentials"
+    ATTEMPT_IN_BACKGROUND = "start one STS attempt in the background; serve the current ones"
+    ATTEMPT_NOW = "make one STS attempt, then serve the new credentials or the current ones"
+    FETCH = "nothing usable: wait for a fetch that retries within the budget"
+
+
+def plan(current: _Generation | None, now: float, retry_after: float) -> Plan:
+    """The refresh schedule: what a caller does at ``now``, free of threads and clocks.
+
+    ``retry_after`` is when the next attempt is due after a failure (0 after success).
+    Whether an attempt is already in flight is for the caller to find out: a usable
+    caller never waits for one.
+    """
+    if current is None or now >= current.usable_until:
+        return Plan.FETCH
+    if now < current.refresh_at or now < retry_after:
+        return Plan.SERVE
+    if now < current.must_refresh_at:
+        return Plan.ATTEMPT_IN_BACKGROUND
+    return Plan.ATTEMPT_NOW
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds until the next attempt after ``failures`` failures in a row: exponential,
+    jittered down by up to half so that processes do not retry in step."""
+    ceiling = min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2.0 ** (failures - 1))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
 class RefreshingCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
     """botocore credentials that fetch on first use and refresh without stalling callers.
 
-    ``fetch`` returns fresh :class:`IssuedCredentials` or raises :class:`GitLabOIDCError`.
-    ``clock`` returns epoch seconds; tests may pass their own.
+    ``fetch`` (see :data:`Fetch`) returns fresh :class:`IssuedCredentials` or raises
+    :class:`~gitlab_botocore.GitLabOIDCError`. ``clock`` returns epoch seconds; tests may
+    pass their own.
     """
 
     def __init__(
         self,
-        fetch: Callable[[], IssuedCredentials],
+        fetch: Fetch,
         method: str,
         clock: Callable[[], float] = time.time,
         description: str = "",
     ) -> None:
-        super().__init__(refresh_using=fetch, method=method)
+        super().__init__(refresh_using=lambda: fetch(True), method=method)
         self._fetch = fetch
         self._clock = clock
         self._description = description
         self._current: _Generation | None = None
-        self._fetch_lock = threading.Lock()  # held for the whole of a fetch
+        # Held for the whole of an attempt or fetch: at most one STS call in flight.
+        self._fetch_lock = threading.Lock()
         _LIVE.add(self)
-        self._fetches = 0  # completed fetch attempts, to spot one that ended while we waited
-        self._last_error: BaseException | None = None
-        self._failures = 0
+        self._fetches = 0  # completed retrying fetches, to spot one that ended while we waited
+        self._fetch_error: BaseException | None = None  # how the last retrying fetch failed
+        self._failures = 0  # failed attempts and fetches in a row
         self._retry_after = 0.0
 
     # botocore reads every attribute (and get_frozen_credentials) through _refresh().
     def _refresh(self) -> None:
-        current = self._current
-        now = self._clock()
-        if current is not None and now < current.refresh_at:
+        step = plan(self._current, self._clock(), self._retry_after)
+        if step is Plan.SERVE:
             return
-        if current is not None and now < current.must_refresh_at:
-            self._start_background_refresh(now)
-            return
-        self._refresh_and_wait()
+        if step is Plan.ATTEMPT_IN_BACKGROUND:
+            self._attempt_in_background()
+        elif step is Plan.ATTEMPT_NOW:
+            self._attempt_now()
+        else:
+            self._fetch_and_wait()
 
     def refresh_needed(self, refresh_in: int | None = None) -> bool:
         current = self._current
@@ -139,60 +184,68 @@ class RefreshingCredentials(DeferredRefreshableCredentials):  # type: ignore[mis
             raise RuntimeError("no credentials after a refresh")
         return current.issued
 
-    def _start_background_refresh(self, now: float) -> None:
-        if now < self._retry_after or not self._fetch_lock.acquire(blocking=False):
-            return  # backing off, or a refresh is already in flight
+    def _attempt_in_background(self) -> None:
+        if not self._fetch_lock.acquire(blocking=False):
+            return  # an attempt is already in flight
         try:
             threading.Thread(
-                target=self._background_refresh, name="gitlab-botocore-refresh", daemon=True
+                target=self._background_attempt, name="gitlab-botocore-refresh", daemon=True
             ).start()
         except RuntimeError:  # no new threads at interpreter shutdown
             self._fetch_lock.release()
 
-    def _background_refresh(self) -> None:
+    def _background_attempt(self) -> None:
         try:
-            self._fetch_and_store()
-        except Exception as error:  # logged by _fetch_and_store; callers keep current ones
+            if plan(self._current, self._clock(), self._retry_after) is not Plan.SERVE:
+                self._attempt(retry=False)
+        except Exception as error:  # logged by _attempt; callers keep the current ones
             logger.debug("Background refresh failed: %s", error)
         finally:
             self._fetch_lock.release()
 
-    def _refresh_and_wait(self) -> None:
+    def _attempt_now(self) -> None:
+        # The current credentials are usable: never wait behind someone else's attempt.
+        if not self._fetch_lock.acquire(blocking=False):
+            return
+        try:
+            if plan(self._current, self._clock(), self._retry_after) is Plan.ATTEMPT_NOW:
+                self._attempt(retry=False)
+        except Exception as error:  # logged by _attempt; the current ones still work
+            logger.debug("Refresh attempt failed: %s", error)
+        finally:
+            self._fetch_lock.release()
+
+    def _fetch_and_wait(self) -> None:
         fetches_before = self._fetches
         with self._fetch_lock:
-            current = self._current
-            now = self._clock()
-            if current is not None and now < current.must_refresh_at:
+            if plan(self._current, self._clock(), self._retry_after) is not Plan.FETCH:
                 return  # another thread refreshed while we waited
-            if self._fetches != fetches_before and self._last_error is not None:
-                if current is not None and now < current.usable_until:
-                    return
-                raise self._last_error  # the fetch we waited for failed: do not repeat it
-            if current is not None and now < min(self._retry_after, current.usable_until):
-                return  # backing off after a failure; current credentials still work
+            if self._fetches != fetches_before and self._fetch_error is not None:
+                raise self._fetch_error  # the fetch we waited for failed: do not repeat it
             try:
-                self._fetch_and_store()
-            except GitLabOIDCError:
-                if current is not None and self._clock() < current.usable_until:
-                    return  # logged; serve current credentials until the retry
+                self._attempt(retry=True)
+            except Exception as error:
+                self._fetches += 1
+                self._fetch_error = error
                 raise
-
-    def _fetch_and_store(self) -> None:
-        """Fetch under ``_fetch_lock``; record success or schedule a retry."""
-        try:
-            issued = self._fetch()
-        except Exception as error:
             self._fetches += 1
-            self._last_error = error
+            self._fetch_error = None
+
+    def _attempt(self, *, retry: bool) -> None:
+        """Fetch under ``_fetch_lock``; store the result, or schedule the next attempt."""
+        try:
+            issued = self._fetch(retry)
+        except Exception as error:
             self._failures += 1
-            delay = min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** (self._failures - 1))
-            delay *= random.uniform(0.5, 1.0)
-            self._retry_after = self._clock() + delay
-            if self._current is not None:
+            delay = retry_delay(self._failures)
+            now = self._clock()
+            self._retry_after = now + delay
+            current = self._current
+            if current is not None and now < current.usable_until:
                 logger.warning(
-                    "Refreshing AWS credentials failed; using the current ones, which expire at "
-                    "%s, and retrying in %.0f s. %s",
-                    self._current.issued.expiration.isoformat(),
+                    "Refreshing AWS credentials failed; using the current ones, which expire "
+                    "at %s, and trying again in %.0f s. %s",
+                    current.issued.expiration.isoformat(),
                     delay,
                     error,
                 )
@@ -205,10 +258,8 @@ class RefreshingCredentials(DeferredRefreshableCredentials):  # type: ignore[mis
         self._expiry_time = issued.expiration
         self._frozen_credentials = generation.frozen
         self._current = generation
-        self._last_error = None
         self._failures = 0
         self._retry_after = 0.0
-        self._fetches += 1
 
     def __repr__(self) -> str:
         current = self._current

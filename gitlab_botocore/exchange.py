@@ -3,6 +3,12 @@
 The call is unsigned (the ID token is the proof of identity) and goes through a
 client made by the caller's botocore session, so proxies, CA bundles and endpoint
 settings apply exactly as they do to the user's own clients.
+
+botocore sessions are not thread-safe, and the exchange runs in whichever thread
+refreshes. So the caller's session is used only while the exchange is built, in the
+caller's thread: it makes the unsigned STS client there (botocore clients are
+thread-safe), and what code set on the session is copied for a private session that
+makes any later client (the signed ones of role chaining).
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ import logging
 import random
 import re
 import ssl
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +40,7 @@ from .explanations import (
 from .id_token import IdToken
 from .redaction import Secret, redact, redact_in_logs
 from .settings import EnvVar, Settings, default_session_name
+from .sts_client import PrivateSession, warn_if_plain_http
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +117,24 @@ def backoff_seconds(attempt: int) -> float:
 
 
 class STSExchange:
-    """Exchanges an ID token for credentials of ``settings.role_arn``."""
+    """Exchanges an ID token for credentials of ``settings.role_arn``.
 
-    def __init__(self, settings: Settings, create_client: ClientFactory) -> None:
+    Build it in the thread that uses ``session``: the constructor is the only place that
+    touches the session. With ``use_session_clients`` (botocore sessions) it makes the
+    unsigned STS client from ``session`` at once, as botocore's own provider would on
+    first use, reusing the models the session has loaded. Otherwise (aiobotocore
+    sessions, whose clients are asynchronous) a private botocore session configured
+    like ``session`` makes it on first use.
+    """
+
+    def __init__(
+        self, settings: Settings, session: Any, *, use_session_clients: bool = True
+    ) -> None:
         self.settings = settings
-        self._create_client = create_client
-        self._client: Any = None
-        self._client_lock = threading.Lock()
+        self._private = PrivateSession(session)
+        self._client: Any = (
+            self._make_client(session.create_client, signed=False) if use_session_clients else None
+        )
 
     def session_name_for(self, token: IdToken) -> str:
         """The configured session name, else one naming the token's project, pipeline and job."""
@@ -125,12 +142,14 @@ class STSExchange:
             token.project_id, token.pipeline_id, token.job_id
         )
 
-    def assume_role(self, token: IdToken) -> IssuedCredentials:
+    def assume_role(self, token: IdToken, *, retry: bool = True) -> IssuedCredentials:
         """Call STS, retrying transient failures; raise :class:`STSError` explaining a refusal.
 
         Retries use jittered exponential back-off within ``settings.retry_budget_seconds``
-        and never past the token's expiry. With ``settings.chain_role_arns``, each of those
-        roles is then assumed in turn with the previous role's credentials.
+        and never past the token's expiry. With ``retry=False`` each call is attempted
+        once and its failure raised at once: the caller decides when to try again. With
+        ``settings.chain_role_arns``, each of those roles is then assumed in turn with the
+        previous role's credentials.
         """
         settings = self.settings
         session_name = self.session_name_for(token)
@@ -145,9 +164,8 @@ class STSExchange:
         if settings.policy_arns:
             params["PolicyArns"] = [{"arn": arn} for arn in settings.policy_arns]
         redact_in_logs(token.raw)
-        deadline = time.monotonic() + min(
-            settings.retry_budget_seconds, max(token.seconds_left(), 0.0)
-        )
+        budget = min(settings.retry_budget_seconds, max(token.seconds_left(), 0.0))
+        deadline = time.monotonic() + (budget if retry else 0.0)
         client = self._sts_client()
         credentials = _call_with_retries(
             lambda: _issued(
@@ -176,6 +194,7 @@ class STSExchange:
     ) -> IssuedCredentials:
         """``AssumeRole`` of the next role in the chain, signed with ``source``."""
         client = self._make_client(
+            self._private.create_client,
             signed=True,
             aws_access_key_id=source.access_key,
             aws_secret_access_key=source.secret_key,
@@ -203,14 +222,19 @@ class STSExchange:
         )
 
     def _sts_client(self) -> Any:
-        with self._client_lock:
-            if self._client is None:
-                self._client = self._make_client(signed=False)
-            return self._client
+        client = self._client
+        if client is None:
+            # Only aiobotocore's path gets here. Fetches are single-flight, and a second
+            # client made by a race would merely be wasted.
+            client = self._client = self._make_client(self._private.create_client, signed=False)
+        warn_if_plain_http(client.meta.endpoint_url)
+        return client
 
-    def _make_client(self, *, signed: bool, **credentials: str) -> Any:
+    def _make_client(
+        self, create_client: ClientFactory, *, signed: bool, **credentials: str
+    ) -> Any:
         try:
-            return self._create_client(
+            return create_client(
                 "sts",
                 region_name=self.settings.region,
                 endpoint_url=self.settings.endpoint_url,

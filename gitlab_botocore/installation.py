@@ -188,13 +188,25 @@ def _is_aiobotocore(session: Any) -> bool:
 
 
 def _insert(resolver: Any, provider: Any) -> None:
+    """Put ``provider`` before ``assume-role-with-web-identity``, else right after ``env``.
+
+    A chain with neither is one that code narrowed on purpose (say, to a single
+    provider): it is left exactly as it is.
+    """
     methods = [p.METHOD for p in resolver.providers]
+    anchors = (INSERT_BEFORE, "env")
+    if not any(anchor in methods for anchor in anchors):
+        logger.debug(
+            "gitlab-botocore leaves this credential chain alone: it has neither %s nor %s "
+            "(providers: %s).",
+            *anchors,
+            ", ".join(methods) or "none",
+        )
+        return
     if provider.METHOD in methods:
         resolver.remove(provider.METHOD)
         methods.remove(provider.METHOD)
     if INSERT_BEFORE in methods:
         resolver.insert_before(INSERT_BEFORE, provider)
-    elif "env" in methods:
-        resolver.insert_after("env", provider)
     else:
-        resolver.providers.insert(0, provider)
+        resolver.insert_after("env", provider)

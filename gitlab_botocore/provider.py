@@ -18,7 +18,7 @@ from botocore.credentials import CredentialProvider
 from .cache import CredentialCache, cache_key
 from .credentials import RefreshingCredentials, SharedCredentials
 from .exceptions import GitLabOIDCError, TokenNotFoundError
-from .exchange import ClientFactory, IssuedCredentials, STSExchange
+from .exchange import IssuedCredentials, STSExchange
 from .id_token import EnvironmentTokenSource, TokenSource
 from .settings import METHOD, EnvVar, Settings, resolve_for_session
 
@@ -48,14 +48,16 @@ class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
         session: Any,
         overrides: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
-        create_client: ClientFactory | None = None,
+        *,
+        use_session_clients: bool = True,
     ) -> None:
-        """``create_client`` makes the STS client; it defaults to ``session.create_client``."""
+        """``use_session_clients=False`` (aiobotocore sessions, whose clients are
+        asynchronous) makes the STS client from a private botocore session instead."""
         super().__init__()
         self._session = session
         self._overrides = dict(overrides or {})
         self._environ = os.environ if environ is None else environ
-        self._create_client = create_client or session.create_client
+        self._use_session_clients = use_session_clients
 
     def load(self) -> RefreshingCredentials | None:
         settings = resolve_for_session(self._session, self._overrides, self._environ)
@@ -80,29 +82,45 @@ class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
             _step_aside_without_token(settings, error)
             return None
         token.ensure_not_expired()
-        exchange = STSExchange(settings, self._create_client)
         # The token is part of the key (hashed): a different token is a different identity.
         key = (settings, hashlib.sha256(token.raw.encode()).hexdigest())
         return shared_credentials.get_or_create(
-            key,
-            lambda: RefreshingCredentials(
-                fetch=lambda: _fetch(source, exchange),
-                method=METHOD,
-                description=f"role={settings.role_arn}",
-            ),
+            key, lambda: self._new_credentials(settings, source)
+        )
+
+    def _new_credentials(self, settings: Settings, source: TokenSource) -> RefreshingCredentials:
+        # Once per role and token, in the thread using this session: the only moment the
+        # session may be used, since the credentials refresh from any thread.
+        exchange = STSExchange(
+            settings, self._session, use_session_clients=self._use_session_clients
+        )
+        return RefreshingCredentials(
+            fetch=lambda retry: _fetch(source, exchange, retry),
+            method=METHOD,
+            description=f"role={settings.role_arn}",
         )
 
 
-def _fetch(source: TokenSource, exchange: STSExchange) -> IssuedCredentials:
+def _fetch(source: TokenSource, exchange: STSExchange, retry: bool) -> IssuedCredentials:
     """Read the token afresh (it may have changed) and exchange it, through the
     cross-process cache when ``GITLAB_BOTOCORE_CACHE`` turns it on."""
     token = source.get_token()
     token.ensure_not_expired()
     settings = exchange.settings
     if settings.cache_dir is None:
-        return exchange.assume_role(token)
+        return exchange.assume_role(token, retry=retry)
     cache = CredentialCache(settings.cache_dir)
-    return cache.get_or_fetch(cache_key(settings, token), lambda: exchange.assume_role(token))
+    key = cache_key(settings, token)
+    if retry:
+        return cache.get_or_fetch(key, lambda: exchange.assume_role(token))
+    # A single attempt is made for a caller whose credentials still work: it must not
+    # wait for the cache's lock, which another process may hold through a retry loop.
+    cached = cache.load(key)
+    if cached is not None:
+        return cached
+    issued = exchange.assume_role(token, retry=False)
+    cache.store(key, issued)
+    return issued
 
 
 _warned: set[tuple[str, str]] = set()

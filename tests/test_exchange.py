@@ -413,10 +413,10 @@ def test_a_garbled_reply_in_the_mandatory_window_keeps_the_current_credentials(
     settings = settings_for_session(botocore.session.Session(), {}, os.environ)
     assert settings is not None
     token = EnvironmentTokenSource(None, None, os.environ).get_token()
-    exchange = STSExchange(settings, botocore.session.Session().create_client)
+    exchange = STSExchange(settings, botocore.session.Session())
     now = [time.time()]
     credentials = RefreshingCredentials(
-        lambda: exchange.assume_role(token), method="test", clock=lambda: now[0]
+        lambda retry: exchange.assume_role(token, retry=retry), method="test", clock=lambda: now[0]
     )
     first = credentials.get_frozen_credentials()
     now[0] += 3600 - 9 * 60  # 9 minutes left: inside the mandatory window

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.credentials
 import botocore.session
 import pytest
 
@@ -245,3 +247,46 @@ def test_import_does_not_import_boto3(job: Job) -> None:
         check=False,
     )
     assert result.stdout.strip() == "False", result.stderr
+
+
+# -- a narrowed chain ---------------------------------------------------------------------
+
+
+class _OnlyProvider(botocore.credentials.CredentialProvider):  # type: ignore[misc]
+    METHOD = "custom-only"
+    CANONICAL_NAME = "custom-only"
+
+    def load(self) -> botocore.credentials.Credentials:
+        return botocore.credentials.Credentials("AKIDONLY", "only-secret", method=self.METHOD)
+
+
+@pytest.mark.parametrize("register", [False, True], ids=["import", "register"])
+def test_a_narrowed_chain_is_left_alone(
+    job: Job, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, register: bool
+) -> None:
+    # As botocore's own tests do: code builds the chain with a single provider of its own.
+    def one_provider_chain(*args: Any, **kwargs: Any) -> Any:
+        return botocore.credentials.CredentialResolver(providers=[_OnlyProvider()])
+
+    monkeypatch.setattr(botocore.credentials, "create_credential_resolver", one_provider_chain)
+    session = boto3.Session()
+    if register:
+        gitlab_botocore.register(session, role_arn=f"arn:aws:iam::{ACCOUNT_ID}:role/reader")
+    with caplog.at_level(logging.DEBUG, logger="gitlab_botocore"):
+        assert chain(session) == ["custom-only"]
+        assert session.get_credentials().method == "custom-only"
+    assert "leaves this credential chain alone" in caplog.text
+
+
+def test_a_chain_with_only_env_gets_the_provider_after_it(
+    job: Job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def env_only_chain(*args: Any, **kwargs: Any) -> Any:
+        return botocore.credentials.CredentialResolver(
+            providers=[botocore.credentials.EnvProvider(), _OnlyProvider()]
+        )
+
+    monkeypatch.setattr(botocore.credentials, "create_credential_resolver", env_only_chain)
+    session = boto3.Session()
+    assert chain(session) == ["env", "gitlab-oidc", "custom-only"]
+    assert session.get_credentials().method == "gitlab-oidc"

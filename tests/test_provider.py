@@ -2,14 +2,56 @@
 
 from __future__ import annotations
 
+import datetime
+import logging
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
 
 import boto3
 import botocore.session
+import pytest
+import time_machine
 
+from gitlab_botocore import sts_client
+from gitlab_botocore.provider import shared_credentials
 from gitlab_botocore.testing.sts import FakeAWS
 
 from .conftest import ACCOUNT_ID, Job
+
+
+class OwnedSession(botocore.session.Session):  # type: ignore[misc]
+    """A botocore session that notes every other thread that builds clients or
+    components with it: botocore sessions are not thread-safe."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.owner = threading.get_ident()
+        self.strangers: list[str] = []
+        self.clients: list[str] = []
+        super().__init__(*args, **kwargs)
+
+    def _touched(self, what: str) -> None:
+        if threading.get_ident() != self.owner:
+            self.strangers.append(f"{what} from {threading.current_thread().name}")
+
+    def create_client(self, *args: Any, **kwargs: Any) -> Any:
+        self._touched("create_client")
+        self.clients.append(args[0] if args else kwargs["service_name"])
+        return super().create_client(*args, **kwargs)
+
+    def get_component(self, name: str) -> Any:
+        self._touched(f"get_component({name})")
+        return super().get_component(name)
+
+    def _get_internal_component(self, name: str) -> Any:
+        self._touched(f"_get_internal_component({name})")
+        return super()._get_internal_component(name)
+
+    def get_config_variable(self, *args: Any, **kwargs: Any) -> Any:
+        self._touched("get_config_variable")
+        return super().get_config_variable(*args, **kwargs)
 
 
 def test_no_sts_call_until_credentials_are_used(job: Job, aws: FakeAWS) -> None:
@@ -34,14 +76,72 @@ def test_many_sessions_across_threads_make_one_sts_call(job: Job, aws: FakeAWS) 
 
 
 def test_sessions_calling_aws_from_threads_share_one_sts_call(job: Job, aws: FakeAWS) -> None:
-    def call_aws(_: int) -> str:
-        arn: str = boto3.Session().client("sts").get_caller_identity()["Arn"]
-        return arn
+    # Repeated: a race between threads building clients shows up only now and then.
+    for _ in range(3):
+        shared_credentials.clear()
+        aws.sts.reset()
+        sessions: list[OwnedSession] = []
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            arns = set(pool.map(partial(_call_aws_in_own_session, sessions), range(16)))
+        assert arns == {f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/deploy/GitLabRunner-42-1001-5001"}
+        assert aws.sts.assume_role_calls == 1
+        assert [s.strangers for s in sessions if s.strangers] == []
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        arns = set(pool.map(call_aws, range(16)))
-    assert arns == {f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/deploy/GitLabRunner-42-1001-5001"}
-    assert aws.sts.assume_role_calls == 1
+
+def _call_aws_in_own_session(sessions: list[OwnedSession], _: int) -> str:
+    session = OwnedSession()
+    sessions.append(session)
+    arn: str = boto3.Session(botocore_session=session).client("sts").get_caller_identity()["Arn"]
+    return arn
+
+
+def test_no_thread_touches_another_threads_session(
+    job: Job, aws: FakeAWS, chained_role_arn: str
+) -> None:
+    # Each thread owns a session; the shared credentials fetch and refresh from whichever
+    # thread gets there first, chained roles included (a signed AssumeRole each time).
+    job.set(GITLAB_BOTOCORE_CHAIN_ROLE_ARNS=chained_role_arn)
+    start = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.timezone.utc)
+    with time_machine.travel(start, tick=False) as clock:
+        job.token(lifetime_seconds=6 * 3600)
+        for _ in range(15):
+            shared_credentials.clear()
+            sessions: list[OwnedSession] = []
+            keys = _fetch_and_refresh_from_threads(sessions, clock)
+            assert len(keys) == 16
+            assert len(set(keys)) == 2  # fetched, then refreshed
+            assert [s.strangers for s in sessions if s.strangers] == []
+
+
+def _fetch_and_refresh_from_threads(
+    sessions: list[OwnedSession], clock: time_machine.Traveller
+) -> list[str]:
+    """Eight threads, a session each: load, then use the shared credentials, then use
+    them again inside the last 10 minutes. Returns the access keys they got."""
+    keys: list[str] = []
+    barrier = threading.Barrier(9, timeout=60)
+
+    def worker() -> None:
+        session = OwnedSession()
+        sessions.append(session)
+        credentials = boto3.Session(botocore_session=session).get_credentials()
+        barrier.wait()  # every session has loaded its provider
+        keys.append(credentials.get_frozen_credentials().access_key)
+        barrier.wait()  # the clock moves
+        barrier.wait()
+        keys.append(credentials.get_frozen_credentials().access_key)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    barrier.wait()
+    clock.shift(3100)
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    clock.shift(-3100)
+    return keys
 
 
 def test_shared_credentials_sign_real_requests(job: Job, aws: FakeAWS) -> None:
@@ -104,3 +204,101 @@ def test_session_policies_reach_sts(job: Job, aws: FakeAWS) -> None:
     (call,) = aws.sts.calls
     assert call.policy == '{"Version":"2012-10-17","Statement":[]}'
     assert call.policy_arns == ("arn:aws:iam::aws:policy/ReadOnlyAccess",)
+
+
+def test_first_use_makes_one_sts_client_from_the_callers_session(
+    job: Job, aws: FakeAWS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No more work on the way to the first request than botocore's own provider does:
+    # one STS client from the session, no private session.
+    def private_client(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a private session made a client")
+
+    monkeypatch.setattr(sts_client.PrivateSession, "create_client", private_client)
+    session = OwnedSession()
+    boto3.Session(botocore_session=session).client("s3").list_buckets()
+    assert sorted(session.clients) == ["s3", "sts"]
+    assert aws.sts.assume_role_calls == 1
+    assert session.strangers == []
+
+
+# -- the ID token over plain http:// ------------------------------------------------------
+
+
+@pytest.fixture
+def through_proxy(job: Job, aws: FakeAWS, monkeypatch: pytest.MonkeyPatch) -> Job:
+    """Requests to any http:// host reach the local STS, as a CI service such as
+    LocalStack would be reached by name; warnings already given are forgotten."""
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", aws.sts.url)
+    monkeypatch.setattr(sts_client, "_warned_plain_http", set())
+    return job
+
+
+def plain_http_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == sts_client.plain_http_logger.name]
+
+
+def test_plain_http_to_another_host_warns_once_per_endpoint(
+    through_proxy: Job, aws: FakeAWS, caplog: pytest.LogCaptureFixture
+) -> None:
+    through_proxy.set(AWS_ENDPOINT_URL_STS="http://localstack:4566")
+    with caplog.at_level(logging.WARNING, logger="gitlab_botocore"):
+        for _ in range(2):  # two sends of the token to the same endpoint
+            shared_credentials.clear()
+            assert boto3.Session().get_credentials().get_frozen_credentials().access_key
+        through_proxy.set(AWS_ENDPOINT_URL_STS="http://sts-mirror.example.com:8080/")
+        boto3.Session().get_credentials().get_frozen_credentials()
+    assert aws.sts.assume_role_calls == 3
+    (localstack, mirror) = plain_http_warnings(caplog)
+    assert "http://localstack:4566 over plain HTTP" in localstack
+    assert "LocalStack" in localstack
+    assert "logging.getLogger('gitlab_botocore.sts_client.plain_http')" in localstack
+    assert "http://sts-mirror.example.com:8080 over plain HTTP" in mirror
+    assert os.environ["GITLAB_OIDC_TOKEN"] not in caplog.text
+
+
+def test_plain_http_warning_can_be_silenced(
+    through_proxy: Job, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    through_proxy.set(AWS_ENDPOINT_URL_STS="http://localstack:4566")
+    monkeypatch.setattr(sts_client.plain_http_logger, "level", logging.ERROR)
+    with caplog.at_level(logging.WARNING, logger="gitlab_botocore"):
+        boto3.Session().get_credentials().get_frozen_credentials()
+    assert plain_http_warnings(caplog) == []
+
+
+def test_plain_http_to_this_machine_does_not_warn(
+    through_proxy: Job, aws: FakeAWS, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = aws.sts.url.rsplit(":", 1)[1]
+    with caplog.at_level(logging.WARNING, logger="gitlab_botocore"):
+        for host in ("127.0.0.1", "localhost", "127.0.0.5"):
+            shared_credentials.clear()
+            through_proxy.set(AWS_ENDPOINT_URL_STS=f"http://{host}:{port}")
+            boto3.Session().get_credentials().get_frozen_credentials()
+    assert aws.sts.assume_role_calls == 3
+    assert plain_http_warnings(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LOCALHOST.", True),
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.1", True),
+        ("localstack", False),
+        ("localhost.example.com", False),
+        ("128.0.0.1", False),
+        ("10.0.0.1", False),
+        ("::2", False),
+        ("", False),
+    ],
+)
+def test_what_counts_as_this_machine(host: str, loopback: bool) -> None:
+    assert sts_client.is_loopback(host) is loopback
