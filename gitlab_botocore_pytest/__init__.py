@@ -10,7 +10,7 @@ turns the plugin off altogether).
 The fixtures import the library when a test first asks for one, without installing the
 provider; ``gitlab_ci_env`` installs it for its test only. The fake GitLab and AWS need
 ``pip install "gitlab-botocore[testing]"``. Helper classes and documentation:
-:mod:`gitlab_botocore.pytest_plugin`.
+:mod:`gitlab_botocore.testing.pytest_plugin`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pytest
 if TYPE_CHECKING:
     import boto3
 
-    from gitlab_botocore.pytest_plugin import FakeGitLabAWS, GitLabCIJob
+    from gitlab_botocore.testing.pytest_plugin import FakeGitLabAWS, GitLabCIJob
 
 __all__ = ["fake_gitlab_aws", "gitlab_aws_session", "gitlab_ci_env"]
 
@@ -35,7 +35,7 @@ _DISABLE = "GITLAB_BOTOCORE_DISABLE"  # gitlab_botocore.EnvVar.DISABLE, without 
 
 
 def _test_kit() -> ModuleType:
-    """``gitlab_botocore.pytest_plugin``, imported without installing the provider.
+    """``gitlab_botocore.testing.pytest_plugin``, imported without installing the provider.
 
     If the suite has not imported ``gitlab_botocore``, this import is the plugin's doing,
     not the suite's: it must not leave the provider behind for later tests.
@@ -44,7 +44,7 @@ def _test_kit() -> ModuleType:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv(_DISABLE, "1")
             import gitlab_botocore  # noqa: F401
-    from gitlab_botocore import pytest_plugin
+    from gitlab_botocore.testing import pytest_plugin
 
     return pytest_plugin
 

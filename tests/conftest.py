@@ -10,8 +10,8 @@ import boto3
 import pytest
 
 import gitlab_botocore
-from gitlab_botocore.pytest_plugin import FakeGitLabAWS, GitLabCIJob
 from gitlab_botocore.testing.issuer import FakeGitLab
+from gitlab_botocore.testing.pytest_plugin import FakeGitLabAWS, GitLabCIJob
 from gitlab_botocore.testing.sts import FakeAWS
 
 from .old_botocore import honour_endpoint_variables

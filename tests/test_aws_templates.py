@@ -38,7 +38,11 @@ import pytest
 from gitlab_botocore import AccessDeniedError, InvalidIdentityTokenError, STSError
 from gitlab_botocore.testing.issuer import FakeGitLab
 from gitlab_botocore.testing.sts import FakeAWS
-from gitlab_botocore.trust_policy import build_trust_policy, check_trust_policy, subject_pattern
+from gitlab_botocore.tools.trust_policy import (
+    build_trust_policy,
+    check_trust_policy,
+    subject_pattern,
+)
 
 from . import moto_cloudformation  # noqa: F401 - registers the resource types moto lacks
 from .conftest import ACCOUNT_ID, Job

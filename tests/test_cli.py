@@ -17,9 +17,10 @@ import dotenv
 import pytest
 import trustme
 
-from gitlab_botocore import GitLabOIDCError, cli
+from gitlab_botocore import GitLabOIDCError
 from gitlab_botocore.testing.issuer import FakeGitLab
 from gitlab_botocore.testing.sts import FakeAWS, Fault, credentials_body
+from gitlab_botocore.tools import cli
 
 from .conftest import ACCOUNT_ID, Job
 
@@ -88,7 +89,7 @@ def test_common_options_go_before_or_after_the_command(
 
 
 def test_parser_keeps_common_options_from_either_side() -> None:
-    from gitlab_botocore.cli import build_parser
+    from gitlab_botocore.tools.cli import build_parser
 
     parser = build_parser()
     before = parser.parse_args(["--role-arn", "X", "--duration-seconds", "900", "doctor"])

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gitlab_botocore import cli
+from gitlab_botocore.tools import cli
 
 from .conftest import ROLE_ARN, Job
 

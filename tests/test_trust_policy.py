@@ -1,4 +1,4 @@
-"""Building, evaluating and explaining trust policies (gitlab_botocore.trust_policy)."""
+"""Building, evaluating and explaining trust policies (gitlab_botocore.tools.trust_policy)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from gitlab_botocore import AccessDeniedError
 from gitlab_botocore.testing.issuer import gitlab_claims
 from gitlab_botocore.testing.sts import FakeAWS
-from gitlab_botocore.trust_policy import (
+from gitlab_botocore.tools.trust_policy import (
     Finding,
     TrustPolicyReport,
     UnenforceableConditionError,

@@ -12,7 +12,7 @@ import pytest
 from artifacts import publish
 
 import gitlab_botocore
-from gitlab_botocore.pytest_plugin import FakeGitLabAWS, GitLabCIJob
+from gitlab_botocore.testing.pytest_plugin import FakeGitLabAWS, GitLabCIJob
 from gitlab_botocore.testing.sts import Fault
 
 

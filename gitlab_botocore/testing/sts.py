@@ -29,7 +29,7 @@ from xml.sax.saxutils import escape
 import jwt
 
 from gitlab_botocore.testing._server import LocalServer, StartStop
-from gitlab_botocore.trust_policy import (
+from gitlab_botocore.tools.trust_policy import (
     _as_list,
     _as_string,
     condition_context,
@@ -228,7 +228,7 @@ def error_body(code: str, message: str, status: int, request_id: str) -> bytes:
 
 
 # -- trust policies ----------------------------------------------------------------------
-# Evaluation lives in gitlab_botocore.trust_policy (condition_holds and trust_policy_allows
+# Evaluation lives in gitlab_botocore.tools.trust_policy (condition_holds and trust_policy_allows
 # are re-exported from here); this module only adds a builder for deliberately odd policies.
 
 

@@ -29,15 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from gitlab_botocore.settings import EnvVar
 from gitlab_botocore_pytest import fake_gitlab_aws, gitlab_aws_session, gitlab_ci_env
-
-from .settings import EnvVar
 
 if TYPE_CHECKING:
     import boto3
 
-    from .testing.issuer import FakeGitLab
-    from .testing.sts import AssumeRoleCall, FakeAWS, Fault
+    from .issuer import FakeGitLab
+    from .sts import AssumeRoleCall, FakeAWS, Fault
 
 __all__ = [
     "FakeGitLabAWS",
@@ -181,7 +180,7 @@ class FakeGitLabAWS:
         import boto3
         import botocore.session
 
-        from .testing.sts import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION
+        from .sts import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION
 
         # session_vars without environment names: the ambient profile and files are ignored.
         core = botocore.session.Session(
@@ -252,8 +251,8 @@ class GitLabCIJob:
 @contextlib.contextmanager
 def fake_gitlab_and_aws() -> Iterator[FakeGitLabAWS]:
     """What ``fake_gitlab_aws`` yields: the fakes, started, then stopped."""
-    from .testing.issuer import FakeGitLab
-    from .testing.sts import FakeAWS
+    from .issuer import FakeGitLab
+    from .sts import FakeAWS
 
     with contextlib.ExitStack() as stack:
         with pytest.MonkeyPatch.context() as patch:
@@ -276,7 +275,7 @@ def gitlab_ci_job(
     for the test and the previous installation state restored after it."""
     import boto3
 
-    from . import installation
+    from gitlab_botocore import installation
 
     for name in list(os.environ):
         if name.startswith(_STRAY_PREFIXES) or name in _STRAY_NAMES:
@@ -327,10 +326,10 @@ def job_session() -> boto3.Session:
     import botocore.session
     from botocore.credentials import CredentialResolver
 
-    from .exceptions import TokenNotFoundError
-    from .id_token import EnvironmentTokenSource
-    from .provider import GitLabOIDCProvider
-    from .settings import settings_for_session
+    from gitlab_botocore.exceptions import TokenNotFoundError
+    from gitlab_botocore.id_token import EnvironmentTokenSource
+    from gitlab_botocore.provider import GitLabOIDCProvider
+    from gitlab_botocore.settings import settings_for_session
 
     core = botocore.session.get_session()
     settings = settings_for_session(core, {}, os.environ)

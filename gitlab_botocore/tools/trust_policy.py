@@ -30,7 +30,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from .explanations import (
+from gitlab_botocore.explanations import (
     DEFAULT_SUB_SHAPE,
     SUB_SHAPES,
     format_sub,

@@ -22,11 +22,11 @@ from typing import Any, Callable, TextIO
 import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ._version import __version__
-from .exceptions import ConfigurationError, GitLabOIDCError, TokenNotFoundError
-from .id_token import EnvironmentTokenSource, IdToken
-from .redaction import redact
-from .settings import EnvVar, Settings, settings_for_session
+from gitlab_botocore._version import __version__
+from gitlab_botocore.exceptions import ConfigurationError, GitLabOIDCError, TokenNotFoundError
+from gitlab_botocore.id_token import EnvironmentTokenSource, IdToken
+from gitlab_botocore.redaction import redact
+from gitlab_botocore.settings import EnvVar, Settings, settings_for_session
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
@@ -84,7 +84,7 @@ class _Context:
                 setting=EnvVar.ROLE_ARN,
             )
         self.token().ensure_not_expired()  # the precise error if the token is missing or bad
-        from .provider import GitLabOIDCProvider
+        from gitlab_botocore.provider import GitLabOIDCProvider
 
         credentials = GitLabOIDCProvider(self.session, self.overrides, self.environ).load()
         if credentials is None:  # only if the environment changed under us

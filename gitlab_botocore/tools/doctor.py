@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 import jwt
 
-from .exceptions import GitLabOIDCError
-from .id_token import EnvironmentTokenSource, IdToken
-from .settings import EnvVar, Settings, resolve_for_session
+from gitlab_botocore.exceptions import GitLabOIDCError
+from gitlab_botocore.id_token import EnvironmentTokenSource, IdToken
+from gitlab_botocore.settings import EnvVar, Settings, resolve_for_session
 
 HTTP_TIMEOUT_SECONDS = 5.0
 DISCOVERY_PATH = "/.well-known/openid-configuration"
