@@ -19,7 +19,6 @@ from .exceptions import (
 )
 from .id_token import JOB_TIMEOUT_HINT, IdToken
 from .settings import EnvVar, Settings
-from .trust_policy import provider_host
 
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "IDPRejectedClaim"})
 TOKEN_CODES = frozenset({"InvalidIdentityToken", "ExpiredTokenException"})
@@ -105,7 +104,7 @@ def _claims(token: IdToken) -> str:
 
 
 def _access_denied(token: IdToken, settings: Settings) -> list[str]:
-    host = provider_host(token.issuer)
+    host = _provider_host(token.issuer)
     account = settings.role_arn.split(":")[4]
     sub = token.subject or ""
     aud = ", ".join(token.audience) or "(none)"
@@ -136,13 +135,21 @@ def _access_denied(token: IdToken, settings: Settings) -> list[str]:
     return lines
 
 
+def _provider_host(issuer: str | None) -> str:
+    # trust_policy belongs to the tools; importing it only when a refusal is explained
+    # keeps it (about 2 ms) off the path of a job whose exchange succeeds.
+    from .trust_policy import provider_host
+
+    return provider_host(issuer)
+
+
 def _condition(operator: str, key: str, value: str) -> str:
     return json.dumps({operator: {key: value}})[1:-1]
 
 
 def _invalid_token(code: str, message: str, token: IdToken, settings: Settings) -> list[str]:
     lowered = message.lower()
-    host = provider_host(token.issuer)
+    host = _provider_host(token.issuer)
     account = settings.role_arn.split(":")[4]
     if code == "ExpiredTokenException":
         return [

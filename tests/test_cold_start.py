@@ -37,6 +37,8 @@ session.client("s3").list_buckets()
 print(json.dumps({
     "method": session.get_credentials().method,
     "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("cryptography", "jwt")),
+    "tools": sorted(m for m in sys.modules if m.startswith("gitlab_botocore.") and m.split(".")[1]
+                    in ("cli", "doctor", "trust_policy", "testing", "pytest_plugin")),
 }))
 """
 EXPLAIN = (
@@ -62,7 +64,7 @@ CRITICAL_EXP = b64({"alg": "RS256", "crit": ["exp"]})
 # -- a fresh process ----------------------------------------------------------------------
 
 
-def test_fresh_process_resolves_credentials_without_cryptography_or_jwt(
+def test_fresh_process_resolves_credentials_without_cryptography_jwt_or_tools(
     job: Job, aws: FakeAWS
 ) -> None:
     # Only meaningful where cryptography is installed, as in CI images (the dev extra
@@ -80,6 +82,7 @@ def test_fresh_process_resolves_credentials_without_cryptography_or_jwt(
     outcome = json.loads(result.stdout)
     assert outcome["method"] == gitlab_botocore.METHOD
     assert outcome["heavy"] == []
+    assert outcome["tools"] == []  # the runtime never imports the tools or the test kit
     assert aws.sts.assume_role_calls == 1
 
 
