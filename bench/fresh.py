@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from stage import NATIVE, OURS, Stage
 
@@ -25,8 +26,8 @@ CHILD = """
 import json, sys, time
 import boto3
 
-side, service = sys.argv[1:3]
-started = time.perf_counter()
+side, service, overlap = sys.argv[1:4]
+started, cpu_started = time.perf_counter(), time.process_time()
 if side == "ours":
     import gitlab_botocore
 session = boto3.Session()
@@ -35,8 +36,9 @@ if service == "s3":
     client.list_buckets()
 else:
     client.get_caller_identity()
-elapsed = time.perf_counter() - started
-print(json.dumps({"seconds": elapsed, "method": session.get_credentials().method}))
+elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+method = session.get_credentials().method
+print(json.dumps({"seconds": elapsed, "cpu_seconds": cpu, "method": method}))
 """
 EXPECTED_METHOD = {OURS: "gitlab-oidc", NATIVE: "assume-role-with-web-identity"}
 
@@ -49,11 +51,18 @@ class Cell:
     service: str
     ours: tuple[float, ...]
     native: tuple[float, ...]
+    ours_cpu: tuple[float, ...]
+    native_cpu: tuple[float, ...]
 
     @property
     def ratio(self) -> float:
         """Median of ours over median of native: the figure the target applies to."""
         return statistics.median(self.ours) / statistics.median(self.native)
+
+    @property
+    def cpu_ratio(self) -> float:
+        """The same for CPU time (all threads): what each side computes, whatever the load."""
+        return statistics.median(self.ours_cpu) / statistics.median(self.native_cpu)
 
     @property
     def pair_ratios(self) -> list[float]:
@@ -73,9 +82,17 @@ def child_environments(stage: Stage, extra_ours: Mapping[str, str]) -> dict[str,
     return environments
 
 
-def run_child(environment: Mapping[str, str], side: str, service: str) -> float:
+BENCH_DIR = str(Path(__file__).resolve().parent)
+
+
+def run_child(
+    environment: Mapping[str, str], side: str, service: str, overlap: str | None = None
+) -> tuple[float, float]:
+    """Seconds from the clock's start to the first answer in a new process, and the CPU
+    seconds the process spent meanwhile."""
+    arguments = ["ours" if side == OURS else "native", service, overlap or "", BENCH_DIR]
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, "ours" if side == OURS else "native", service],
+        [sys.executable, "-c", CHILD, *arguments],
         env=dict(environment),
         capture_output=True,
         text=True,
@@ -87,7 +104,7 @@ def run_child(environment: Mapping[str, str], side: str, service: str) -> float:
     answer = json.loads(result.stdout)
     if answer["method"] != EXPECTED_METHOD[side]:
         raise RuntimeError(f"a {side} child resolved credentials with {answer['method']}")
-    return float(answer["seconds"])
+    return float(answer["seconds"]), float(answer["cpu_seconds"])
 
 
 def fresh_processes(
@@ -97,14 +114,16 @@ def fresh_processes(
     latencies: Sequence[float] = LATENCIES_SECONDS,
     services: Sequence[str] = SERVICES,
     extra_ours: Mapping[str, str] | None = None,
+    overlap: str | None = None,
 ) -> list[Cell]:
     """``pairs`` alternating pairs of children per latency and service.
 
-    ``extra_ours`` adds variables to our side's environment (for experiments).
+    ``extra_ours`` adds variables to our side's environment; ``overlap`` runs our side
+    with the experiment of bench/overlap.py in that mode.
     """
     environments = child_environments(stage, extra_ours or {})
     for side in (OURS, NATIVE):  # compiles bytecode; not timed
-        run_child(environments[side], side, services[0])
+        run_child(environments[side], side, services[0], overlap)
     cells = []
     try:
         for latency in latencies:
@@ -112,13 +131,25 @@ def fresh_processes(
                 stage.reset()
                 stage.aws.sts.set_latency(latency)
                 times: dict[str, list[float]] = {OURS: [], NATIVE: []}
+                cpu: dict[str, list[float]] = {OURS: [], NATIVE: []}
                 for pair in range(pairs):
                     order = (OURS, NATIVE) if pair % 2 == 0 else (NATIVE, OURS)
                     for side in order:
-                        times[side].append(run_child(environments[side], side, service))
+                        elapsed, spent = run_child(environments[side], side, service, overlap)
+                        times[side].append(elapsed)
+                        cpu[side].append(spent)
                 if stage.sts_calls != 2 * pairs:  # one exchange per process, either side
                     raise RuntimeError(f"{stage.sts_calls} STS calls for {2 * pairs} processes")
-                cells.append(Cell(latency, service, tuple(times[OURS]), tuple(times[NATIVE])))
+                cells.append(
+                    Cell(
+                        latency,
+                        service,
+                        tuple(times[OURS]),
+                        tuple(times[NATIVE]),
+                        tuple(cpu[OURS]),
+                        tuple(cpu[NATIVE]),
+                    )
+                )
     finally:
         stage.reset()
     return cells
@@ -142,6 +173,7 @@ def table(cells: Sequence[Cell]) -> str:
         "pair ratios p25-p75",
         "target",
         "met",
+        "CPU ours / native",
     )
     rows = [header]
     for cell in cells:
@@ -157,6 +189,8 @@ def table(cells: Sequence[Cell]) -> str:
                 f"{low:.3f} to {high:.3f}",
                 f"≤ {TARGET_RATIO:.2f} x native",
                 "yes" if cell.ratio <= TARGET_RATIO else "NO",
+                f"{statistics.median(cell.ours_cpu) * 1000:.0f} / "
+                f"{statistics.median(cell.native_cpu) * 1000:.0f} ms = {cell.cpu_ratio:.3f}",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

@@ -458,6 +458,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--fresh-only", action="store_true", help="only the fresh-process table")
     parser.add_argument("--pairs", type=int, help="alternating pairs per fresh-process cell")
+    parser.add_argument(
+        "--latencies",
+        default="0,50,150",
+        help="STS latencies of the fresh-process table, in ms (default: 0,50,150)",
+    )
+    parser.add_argument(
+        "--ours-source",
+        metavar="DIR",
+        help="our side imports gitlab_botocore from DIR (e.g. an older revision's tree)",
+    )
     arguments = parser.parse_args(argv)
     sizes = QUICK if arguments.quick else FULL
     pairs = arguments.pairs or sizes.fresh_pairs
@@ -471,7 +481,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             spent = time.perf_counter() - started
             print(f"[{number}/{len(figures)}] {name}: {spent:.1f} s", file=sys.stderr)
         started = time.perf_counter()
-        cells = fresh_processes(stage, pairs)
+        cells = fresh_processes(
+            stage,
+            pairs,
+            latencies=[float(ms) / 1000 for ms in arguments.latencies.split(",")],
+            extra_ours={"PYTHONPATH": arguments.ours_source} if arguments.ours_source else {},
+        )
         spent = time.perf_counter() - started
         print(f"fresh processes, {pairs} pairs per cell: {spent:.1f} s", file=sys.stderr)
     print(f"Machine: {machine()}{' (quick mode)' if arguments.quick else ''}")
