@@ -86,7 +86,11 @@ BENCH_DIR = str(Path(__file__).resolve().parent)
 
 
 def run_child(
-    environment: Mapping[str, str], side: str, service: str, overlap: str | None = None
+    environment: Mapping[str, str],
+    side: str,
+    service: str,
+    overlap: str | None = None,
+    cwd: Path | None = None,
 ) -> tuple[float, float]:
     """Seconds from the clock's start to the first answer in a new process, and the CPU
     seconds the process spent meanwhile."""
@@ -94,6 +98,8 @@ def run_child(
     result = subprocess.run(
         [sys.executable, "-c", CHILD, *arguments],
         env=dict(environment),
+        # Not the source tree: `python -c` puts the working directory first on sys.path.
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=120,
@@ -123,7 +129,7 @@ def fresh_processes(
     """
     environments = child_environments(stage, extra_ours or {})
     for side in (OURS, NATIVE):  # compiles bytecode; not timed
-        run_child(environments[side], side, services[0], overlap)
+        run_child(environments[side], side, services[0], overlap, stage.workdir)
     cells = []
     try:
         for latency in latencies:
@@ -135,7 +141,9 @@ def fresh_processes(
                 for pair in range(pairs):
                     order = (OURS, NATIVE) if pair % 2 == 0 else (NATIVE, OURS)
                     for side in order:
-                        elapsed, spent = run_child(environments[side], side, service, overlap)
+                        elapsed, spent = run_child(
+                            environments[side], side, service, overlap, stage.workdir
+                        )
                         times[side].append(elapsed)
                         cpu[side].append(spent)
                 if stage.sts_calls != 2 * pairs:  # one exchange per process, either side
