@@ -30,6 +30,10 @@ side, service, overlap = sys.argv[1:4]
 started, cpu_started = time.perf_counter(), time.process_time()
 if side == "ours":
     import gitlab_botocore
+    if overlap:  # the experiment of bench/overlap.py
+        sys.path.insert(0, sys.argv[4])
+        import overlap as experiment
+        experiment.install(overlap)
 session = boto3.Session()
 client = session.client(service)
 if service == "s3":

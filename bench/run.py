@@ -36,6 +36,7 @@ import botocore
 import time_machine
 from fresh import fresh_processes
 from fresh import table as fresh_table
+from overlap import MODES as OVERLAP_MODES
 from stage import NATIVE, OURS, Stage
 
 import gitlab_botocore
@@ -468,6 +469,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIR",
         help="our side imports gitlab_botocore from DIR (e.g. an older revision's tree)",
     )
+    parser.add_argument(
+        "--overlap",
+        choices=OVERLAP_MODES,
+        help="EXPERIMENT: our side runs with bench/overlap.py in this mode",
+    )
     arguments = parser.parse_args(argv)
     sizes = QUICK if arguments.quick else FULL
     pairs = arguments.pairs or sizes.fresh_pairs
@@ -486,6 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pairs,
             latencies=[float(ms) / 1000 for ms in arguments.latencies.split(",")],
             extra_ours={"PYTHONPATH": arguments.ours_source} if arguments.ours_source else {},
+            overlap=arguments.overlap,
         )
         spent = time.perf_counter() - started
         print(f"fresh processes, {pairs} pairs per cell: {spent:.1f} s", file=sys.stderr)
@@ -497,6 +504,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         "Fresh processes: boto3 imported, then the clock runs from `import gitlab_botocore` "
         "(ours only) and `boto3.Session()` to the first answered call."
+        + (
+            f" EXPERIMENT: ours with bench/overlap.py, mode {arguments.overlap}."
+            if arguments.overlap
+            else ""
+        )
     )
     print()
     print(fresh_table(cells))
