@@ -1,21 +1,25 @@
 """The GitLab ID token: a value object, and the sources that produce it.
 
-Claims are decoded with PyJWT *without* checking the signature: AWS STS verifies
-the token against the issuer's keys; we only read it to choose a session name,
-fail early on an expired token and explain errors.
+Claims are decoded *without* checking the signature: AWS STS verifies the token
+against the issuer's keys; we only read it to choose a session name, fail early on an
+expired token and explain errors. Decoding needs only base64url and JSON, so it does
+not import PyJWT, which imports ``cryptography`` when that is installed (tens of
+milliseconds of a job's cold start). It checks the token's form as PyJWT does and
+refuses what PyJWT refuses, with the same reasons.
 """
 
 from __future__ import annotations
 
 import abc
+import base64
+import binascii
 import datetime
+import json
 import logging
 import os
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
-
-import jwt
 
 from .exceptions import (
     AmbiguousTokenError,
@@ -32,14 +36,8 @@ JOB_TIMEOUT_HINT = (
     "A GitLab ID token lives until the job's timeout and cannot be re-minted inside the job: "
     "raise the job's timeout or split the work into shorter jobs."
 )
-_UNVERIFIED: Any = {
-    "verify_signature": False,
-    "verify_exp": False,
-    "verify_nbf": False,
-    "verify_iat": False,
-    "verify_aud": False,
-    "verify_iss": False,
-}
+_BASE64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_SUPPORTED_CRITICAL_HEADERS = frozenset({"b64"})
 
 
 class IdToken:
@@ -59,9 +57,9 @@ class IdToken:
         where = variable or "The ID token"
         raw = raw.strip()
         try:
-            claims = jwt.decode(raw, options=_UNVERIFIED)
-        except jwt.PyJWTError as error:
-            # PyJWT's reasons are fixed phrases; anything after a colon may quote the input.
+            claims = _unverified_claims(raw)
+        except _MalformedTokenError as error:
+            # The reasons are fixed phrases; anything after a colon may quote the input.
             reason = str(error).split(":", 1)[0] or type(error).__name__
             raise TokenError(
                 f"{where} does not hold a JSON Web Token ({reason}). It should be the value "
@@ -151,6 +149,94 @@ class IdToken:
 
     def __repr__(self) -> str:
         return f"IdToken(variable={self.variable!r}, {self.describe()})"
+
+
+class _MalformedTokenError(ValueError):
+    """Why a string is not a compact JSON Web Token (PyJWT's ``DecodeError`` phrases)."""
+
+
+def _unverified_claims(raw: str) -> dict[str, Any]:
+    """The claims of the compact JWS ``raw``; its signature is not checked.
+
+    Mirrors what ``jwt.decode(raw, options={"verify_signature": False})`` of PyJWT 2.15
+    accepts and refuses, check for check and in the same order, so the error a user sees
+    for a malformed token does not depend on whether PyJWT was imported.
+    """
+    # Lone surrogates (os.environ decodes undecodable bytes to them) must not escape as a
+    # UnicodeEncodeError: kept as bytes, they fail the alphabet check below.
+    token = raw.encode("utf-8", "surrogatepass")
+    try:
+        signing_input, signature_segment = token.rsplit(b".", 1)
+        header_segment, payload_segment = signing_input.split(b".", 1)
+    except ValueError:
+        raise _MalformedTokenError("Not enough segments") from None
+    header = _json_object(_base64url_segment(header_segment, "header"), "header")
+    detached = header.get("b64", True) is False
+    if detached and payload_segment:
+        raise _MalformedTokenError("Payload segment must be empty when 'b64' is false.")
+    payload = b"" if detached else _base64url_segment(payload_segment, "payload")
+    _base64url_segment(signature_segment, "crypto")
+    _check_header(header)
+    if detached:
+        critical = header.get("crit") or []
+        if not isinstance(critical, list) or "b64" not in critical:
+            raise _MalformedTokenError(
+                "The 'b64' header parameter requires 'b64' to be listed in 'crit'."
+            )
+        # A detached payload travels beside the token: there are no claims to read.
+        raise _MalformedTokenError(
+            'It is required that you pass in a value for the "detached_payload" argument '
+            "to decode a message having the b64 header set to false."
+        )
+    return _json_object(payload, "payload")
+
+
+def _base64url_segment(segment: bytes, name: str) -> bytes:
+    """Decode one segment; only canonical unpadded (or correctly padded) base64url passes."""
+    stripped = segment.rstrip(b"=")
+    padding = len(segment) - len(stripped)
+    if (
+        padding > 2
+        or (padding and len(segment) % 4)
+        or len(stripped) % 4 == 1
+        or stripped.translate(None, _BASE64URL_ALPHABET)  # any byte outside the alphabet
+    ):
+        raise _MalformedTokenError(f"Invalid {name} padding")
+    try:
+        decoded = base64.urlsafe_b64decode(stripped + b"=" * (-len(stripped) % 4))
+    except (TypeError, binascii.Error):
+        raise _MalformedTokenError(f"Invalid {name} padding") from None
+    # Unused low bits set in the last character: another string for the same bytes.
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != stripped:
+        raise _MalformedTokenError(f"Invalid {name} padding")
+    return decoded
+
+
+def _json_object(data: bytes, name: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as error:
+        raise _MalformedTokenError(f"Invalid {name} string: {error}") from None
+    if not isinstance(value, dict):
+        raise _MalformedTokenError(f"Invalid {name} string: must be a json object")
+    return value
+
+
+def _check_header(header: Mapping[str, Any]) -> None:
+    if "kid" in header and not isinstance(header["kid"], str):
+        raise _MalformedTokenError("Key ID header parameter must be a string")
+    if "crit" not in header:
+        return
+    critical = header["crit"]
+    if not isinstance(critical, list) or not critical:
+        raise _MalformedTokenError("Invalid 'crit' header: must be a non-empty list")
+    for extension in critical:
+        if not isinstance(extension, str):
+            raise _MalformedTokenError("Invalid 'crit' header: values must be strings")
+        if extension not in _SUPPORTED_CRITICAL_HEADERS:
+            raise _MalformedTokenError(f"Unsupported critical extension: {extension}")
+        if extension not in header:
+            raise _MalformedTokenError(f"Critical extension '{extension}' is missing from headers")
 
 
 def _is_timestamp(value: float) -> bool:

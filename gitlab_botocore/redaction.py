@@ -15,6 +15,7 @@ trackers) show its ``repr``, which is redacted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -34,15 +35,21 @@ _BODY_LOGGERS = (
 )
 _MIN_SECRET_LENGTH = 8  # short strings would redact unrelated text
 _FIELDS = "SecretAccessKey|SessionToken|WebIdentityToken"
-_SECRET_FIELDS = (
-    # XML bodies; an element cut short (a truncated reply) is blanked to the end.
-    (re.compile(rf"<({_FIELDS})>[^<]*"), rf"<\1>{REDACTED}"),
-    (re.compile(rf"(['\"]({_FIELDS})['\"]:\s*['\"])[^'\"]*"), rf"\1{REDACTED}"),  # dict reprs
-    (re.compile(rf"\b({_FIELDS})=[^&'\"\s]*"), rf"\1={REDACTED}"),  # form bodies
-    (re.compile(r"(x-amz-security-token[:=])[^&'\"\s]*", re.I), rf"\1{REDACTED}"),  # signing
-    # Anything shaped like a JWT (header and payload are base64url JSON objects).
-    (re.compile(r"\beyJ[\w-]{2,}\.eyJ[\w-]{2,}\.[\w-]*"), REDACTED),
-)
+
+
+@functools.cache
+def _secret_fields() -> tuple[tuple[re.Pattern[str], str], ...]:
+    # Compiled on first use (a DEBUG record, an error message), not at import: a job that
+    # logs nothing and fails nothing does not pay for them.
+    return (
+        # XML bodies; an element cut short (a truncated reply) is blanked to the end.
+        (re.compile(rf"<({_FIELDS})>[^<]*"), rf"<\1>{REDACTED}"),
+        (re.compile(rf"(['\"]({_FIELDS})['\"]:\s*['\"])[^'\"]*"), rf"\1{REDACTED}"),  # dicts
+        (re.compile(rf"\b({_FIELDS})=[^&'\"\s]*"), rf"\1={REDACTED}"),  # form bodies
+        (re.compile(r"(x-amz-security-token[:=])[^&'\"\s]*", re.I), rf"\1{REDACTED}"),  # signing
+        # Anything shaped like a JWT (header and payload are base64url JSON objects).
+        (re.compile(r"\beyJ[\w-]{2,}\.eyJ[\w-]{2,}\.[\w-]*"), REDACTED),
+    )
 
 
 class Secret(str):
@@ -69,7 +76,7 @@ class _SecretFilter(logging.Filter):
             self._secrets.update(str(v) for v in values if v and len(v) >= _MIN_SECRET_LENGTH)
 
     def redact(self, text: str) -> str:
-        for pattern, replacement in _SECRET_FIELDS:
+        for pattern, replacement in _secret_fields():
             text = pattern.sub(replacement, text)
         for secret in tuple(self._secrets):
             if secret in text:
