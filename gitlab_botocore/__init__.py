@@ -27,10 +27,9 @@ from .exceptions import (
     TokenNotFoundError,
 )
 from .installation import install, is_installed, register, uninstall
-from .settings import METHOD, EnvVar, Settings, install_disabled
+from .settings import METHOD, install_disabled
 
 if TYPE_CHECKING:
-    from .id_token import EnvironmentTokenSource, IdToken, TokenSource
     from .provider import GitLabOIDCProvider
 
 __all__ = [
@@ -38,21 +37,16 @@ __all__ = [
     "AccessDeniedError",
     "AmbiguousTokenError",
     "ConfigurationError",
-    "EnvVar",
-    "EnvironmentTokenSource",
     "GitLabOIDCError",
     "GitLabOIDCProvider",
-    "IdToken",
     "InvalidIdentityTokenError",
     "LegacyTokenWarning",
     "STSError",
     "STSRequestError",
     "STSUnavailableError",
-    "Settings",
     "TokenError",
     "TokenExpiredError",
     "TokenNotFoundError",
-    "TokenSource",
     "__version__",
     "install",
     "is_installed",
@@ -60,12 +54,10 @@ __all__ = [
     "uninstall",
 ]
 
-# PyJWT (and the cryptography it may pull in) loads only when credentials are first
-# resolved, so importing the package next to boto3 stays cheap.
+# __all__ is the documented API (tests/test_public_api.py checks it against README and docs/).
+# The provider module (and the exchange and credentials behind it) loads on first use, so
+# importing the package next to boto3 stays cheap.
 _LAZY = {
-    "EnvironmentTokenSource": "id_token",
-    "IdToken": "id_token",
-    "TokenSource": "id_token",
     "GitLabOIDCProvider": "provider",
 }
 

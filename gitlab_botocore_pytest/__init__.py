@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["fake_gitlab_aws", "gitlab_aws_session", "gitlab_ci_env"]
 
-_DISABLE = "GITLAB_BOTOCORE_DISABLE"  # gitlab_botocore.EnvVar.DISABLE, without importing it
+_DISABLE = "GITLAB_BOTOCORE_DISABLE"  # settings.EnvVar.DISABLE, without importing the package
 
 
 def _test_kit() -> ModuleType:

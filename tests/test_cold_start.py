@@ -21,8 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gitlab_botocore
-from gitlab_botocore import IdToken
-from gitlab_botocore.id_token import _MalformedTokenError, _unverified_claims
+from gitlab_botocore.id_token import IdToken, _MalformedTokenError, _unverified_claims
 from gitlab_botocore.testing.issuer import FakeGitLab
 from gitlab_botocore.testing.sts import FakeAWS
 

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 import gitlab_botocore
-from gitlab_botocore import EnvironmentTokenSource, IdToken
+from gitlab_botocore.id_token import EnvironmentTokenSource, IdToken
 from gitlab_botocore.testing.issuer import FakeGitLab
 from gitlab_botocore.testing.pytest_plugin import FakeGitLabAWS
 from gitlab_botocore.testing.sts import FakeAWS

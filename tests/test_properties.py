@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gitlab_botocore
-from gitlab_botocore import GitLabOIDCError, IdToken
+from gitlab_botocore import GitLabOIDCError
+from gitlab_botocore.id_token import IdToken
 from gitlab_botocore.settings import EnvVar, resolve_settings
 from gitlab_botocore.testing.issuer import FakeGitLab
 from gitlab_botocore.testing.sts import FakeAWS

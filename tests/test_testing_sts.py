@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +30,7 @@ from gitlab_botocore.testing.sts import (
     trust_policy_allows,
     trust_policy_for,
 )
+from gitlab_botocore.tools.trust_policy import build_trust_policy
 
 SUB = "project_path:mygroup/myproject:ref_type:branch:ref:main"
 _names = itertools.count()
@@ -181,8 +183,38 @@ def test_wrong_sub_is_refused(aws: FakeAWS, gitlab: FakeGitLab, provider_arn: st
 def test_wildcard_with_string_equals_is_literal(
     aws: FakeAWS, gitlab: FakeGitLab, provider_arn: str
 ) -> None:
-    role_arn = _role(aws, provider_arn, sub="project_path:mygroup/*")
+    host = provider_arn.split(":oidc-provider/", 1)[1]
+    literal = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {f"{host}:sub": "project_path:mygroup/*"}},
+            }
+        ],
+    }
+    role_arn = aws.create_role(f"role-{next(_names)}", literal)
     assert _error(_refused(aws, role_arn, gitlab.mint()))[:2] == ("AccessDenied", 403)
+
+
+def test_trust_policy_for_refuses_a_pattern_compared_literally(provider_arn: str) -> None:
+    with pytest.raises(ValueError, match="literally"):
+        trust_policy_for(provider_arn, sub="project_path:mygroup/*", like=False)
+
+
+def test_trust_policy_for_is_build_trust_policy(provider_arn: str) -> None:
+    host = provider_arn.split(":oidc-provider/", 1)[1]
+    subjects = [SUB, "project_path:mygroup/*:ref_type:branch:ref:main"]
+    built = build_trust_policy(provider_arn=provider_arn, audience="aud", subjects=subjects)
+    assert trust_policy_for(provider_arn, sub=subjects, aud="aud") == built
+    unpinned = trust_policy_for(provider_arn, sub=subjects)
+    for statement in unpinned["Statement"]:
+        assert f"{host}:aud" not in json.dumps(statement["Condition"])
+    assert [s["Condition"].get("StringLike") for s in unpinned["Statement"]] == [
+        s["Condition"].get("StringLike") for s in built["Statement"]
+    ]
 
 
 def test_wrong_audience_is_refused(aws: FakeAWS, gitlab: FakeGitLab, provider_arn: str) -> None:

@@ -30,10 +30,11 @@ import jwt
 
 from gitlab_botocore.testing._server import LocalServer, StartStop
 from gitlab_botocore.tools.trust_policy import (
-    _as_list,
-    _as_string,
+    build_trust_policy,
+    claim_values,
     condition_context,
     condition_holds,
+    has_wildcard,
     trust_policy_allows,
 )
 
@@ -49,7 +50,7 @@ __all__ = [
     "AssumeRoleCall",
     "FakeAWS",
     "Fault",
-    "STSError",
+    "ReplyError",
     "VerifyingSTS",
     "condition_holds",
     "credentials_body",
@@ -92,8 +93,8 @@ _HOP_BY_HOP = frozenset(
 # -- errors and faults -------------------------------------------------------------------
 
 
-class STSError(Exception):
-    """An STS error answer: code, message and HTTP status."""
+class ReplyError(Exception):
+    """An error reply of the local STS: STS error code, message and HTTP status."""
 
     def __init__(self, code: str, message: str, status: int = 400) -> None:
         super().__init__(f"{code}: {message}")
@@ -228,45 +229,41 @@ def error_body(code: str, message: str, status: int, request_id: str) -> bytes:
 
 
 # -- trust policies ----------------------------------------------------------------------
-# Evaluation lives in gitlab_botocore.tools.trust_policy (condition_holds and trust_policy_allows
-# are re-exported from here); this module only adds a builder for deliberately odd policies.
+# Building and evaluating live in gitlab_botocore.tools.trust_policy (condition_holds and
+# trust_policy_allows are re-exported from here); trust_policy_for only adds what tests need.
 
 
 def trust_policy_for(
     provider_arn: str,
-    provider_url: str | None = None,
     *,
     sub: str | list[str],
     aud: str | list[str] | None = None,
-    like: bool = False,
+    like: bool | None = None,
 ) -> dict[str, Any]:
-    """Build the usual GitLab trust policy: this provider, this ``aud``, subjects matching ``sub``.
+    """The policy :func:`~gitlab_botocore.tools.trust_policy.build_trust_policy` writes, for tests.
 
-    ``like`` compares ``sub`` with ``StringLike`` (wildcards) instead of ``StringEquals``;
-    ``aud=None`` leaves the audience unconditioned.
+    It admits tokens of this provider whose ``sub`` is one of ``sub`` (with ``*`` or ``?``: a
+    ``StringLike`` pattern) and whose ``aud`` is ``aud``; ``aud=None`` leaves the audience
+    unconditioned, a lax policy that some tests need. ``like=False`` refuses patterns (a
+    wildcard compared literally would match only itself).
     """
-    url = provider_url if provider_url is not None else provider_arn.split(":oidc-provider/", 1)[1]
-    equals: dict[str, object] = {}
-    conditions: dict[str, object] = {"StringEquals": equals}
-    if aud is not None:
-        equals[f"{url}:aud"] = aud
-    if like:
-        conditions["StringLike"] = {f"{url}:sub": sub}
-    else:
-        equals[f"{url}:sub"] = sub
-    if not equals:
-        del conditions["StringEquals"]
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Federated": provider_arn},
-                "Action": f"sts:{ACTION}",
-                "Condition": conditions,
-            }
-        ],
-    }
+    subjects = [sub] if isinstance(sub, str) else list(sub)
+    if like is False and any(has_wildcard(s) for s in subjects):
+        raise ValueError("like=False compares '*' and '?' literally: write that policy by hand")
+    policy = build_trust_policy(
+        provider_arn=provider_arn,
+        audience="unconditioned" if aud is None else aud,
+        subjects=subjects,
+    )
+    if aud is None:
+        for statement in policy["Statement"]:
+            conditions = statement["Condition"]
+            equals = conditions["StringEquals"]
+            for key in [k for k in equals if k.endswith(":aud")]:
+                del equals[key]
+            if not equals:
+                del conditions["StringEquals"]
+    return policy
 
 
 # -- request validation ------------------------------------------------------------------
@@ -469,9 +466,9 @@ class VerifyingSTS(LocalServer):
             return
         try:
             if fault is not None and fault.code:
-                raise STSError(fault.code, fault.message, fault.status)
+                raise ReplyError(fault.code, fault.message, fault.status)
             self._verify(params)
-        except STSError as error:
+        except ReplyError as error:
             logger.debug("AssumeRoleWithWebIdentity refused: %s", error)
             record(error.code)
             payload = error_body(error.code, error.message, error.status, request_id)
@@ -537,12 +534,12 @@ class VerifyingSTS(LocalServer):
     # -- verification ----------------------------------------------------------------------
 
     def _verify(self, params: Mapping[str, str]) -> None:
-        """Raise :class:`STSError` unless AWS would accept this request."""
+        """Raise :class:`ReplyError` unless AWS would accept this request."""
         problems = _validation_problems(params)
         if problems:
             count = len(problems)
             noun = "error" if count == 1 else "errors"
-            raise STSError(
+            raise ReplyError(
                 "ValidationError", f"{count} validation {noun} detected: " + "; ".join(problems)
             )
         token = params["WebIdentityToken"]
@@ -550,15 +547,15 @@ class VerifyingSTS(LocalServer):
             header = jwt.get_unverified_header(token)
             unverified: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
-            raise STSError("InvalidIdentityToken", MSG_NOT_A_JWT) from None
+            raise ReplyError("InvalidIdentityToken", MSG_NOT_A_JWT) from None
 
         issuer = str(unverified.get("iss", ""))
         provider_arn, provider_url, client_ids = self._find_provider(issuer)
         claims = self._verified_claims(token, header, issuer)
         self._check_lifetime(claims)
-        audiences = [_as_string(a) for a in _as_list(claims.get("aud", []))]
+        audiences = claim_values(claims.get("aud", []))
         if not any(a in client_ids for a in audiences):
-            raise STSError("InvalidIdentityToken", MSG_AUDIENCE)
+            raise ReplyError("InvalidIdentityToken", MSG_AUDIENCE)
 
         role = self._find_role(params["RoleArn"])
         policy = role.get("AssumeRolePolicyDocument") or {}
@@ -567,11 +564,11 @@ class VerifyingSTS(LocalServer):
         # Like AWS: of a GitLab token, only sub and aud become condition keys.
         context = condition_context(claims, provider_url)
         if not trust_policy_allows(policy, provider_arn, context):
-            raise STSError("AccessDenied", MSG_NOT_AUTHORIZED, 403)
+            raise ReplyError("AccessDenied", MSG_NOT_AUTHORIZED, 403)
         duration = params.get("DurationSeconds")
         maximum = int(role.get("MaxSessionDuration") or _DEFAULT_MAX_SESSION)
         if duration is not None and int(duration) > maximum:
-            raise STSError("ValidationError", MSG_MAX_SESSION)
+            raise ReplyError("ValidationError", MSG_MAX_SESSION)
 
     def _find_provider(self, issuer: str) -> tuple[str, str, list[str]]:
         """Return the ARN, URL and client IDs of the IAM OIDC provider for ``issuer``."""
@@ -584,11 +581,11 @@ class VerifyingSTS(LocalServer):
             url = str(provider.get("Url", "")).rstrip("/")
             if wanted and url == wanted:
                 return arn, url, list(provider.get("ClientIDList", []))
-        raise STSError("InvalidIdentityToken", MSG_NO_PROVIDER.format(issuer))
+        raise ReplyError("InvalidIdentityToken", MSG_NO_PROVIDER.format(issuer))
 
     def _fetch_json(self, url: str) -> dict[str, Any]:
         if urlsplit(url).scheme not in ("http", "https"):
-            raise STSError("InvalidIdentityToken", MSG_VERIFICATION_KEY)
+            raise ReplyError("InvalidIdentityToken", MSG_VERIFICATION_KEY)
         try:
             # A new opener per fetch: from Python 3.13 an HTTPS handler loads the trusted CAs
             # (SSL_CERT_FILE, ...) when it is built, and tests change them as they go.
@@ -597,9 +594,9 @@ class VerifyingSTS(LocalServer):
                 document = json.load(response)
         except (OSError, ValueError, urllib.error.URLError) as error:
             logger.debug("Fetching %s failed: %s", url, error)
-            raise STSError("InvalidIdentityToken", MSG_VERIFICATION_KEY) from None
+            raise ReplyError("InvalidIdentityToken", MSG_VERIFICATION_KEY) from None
         if not isinstance(document, dict):
-            raise STSError("InvalidIdentityToken", MSG_VERIFICATION_KEY)
+            raise ReplyError("InvalidIdentityToken", MSG_VERIFICATION_KEY)
         return cast("dict[str, Any]", document)
 
     def _verified_claims(
@@ -607,16 +604,16 @@ class VerifyingSTS(LocalServer):
     ) -> dict[str, Any]:
         algorithm = header.get("alg")
         if algorithm not in _SUPPORTED_ALGORITHMS:
-            raise STSError("InvalidIdentityToken", MSG_BAD_SIGNATURE)
+            raise ReplyError("InvalidIdentityToken", MSG_BAD_SIGNATURE)
         discovery = self._fetch_json(issuer.rstrip("/") + "/.well-known/openid-configuration")
         jwks_uri = discovery.get("jwks_uri")
         if not isinstance(jwks_uri, str):
-            raise STSError("InvalidIdentityToken", MSG_VERIFICATION_KEY)
+            raise ReplyError("InvalidIdentityToken", MSG_VERIFICATION_KEY)
         keys = [k for k in self._fetch_json(jwks_uri).get("keys", []) if isinstance(k, dict)]
         kid = header.get("kid")
         candidates = [k for k in keys if k.get("kid") == kid] if kid else keys[:1]
         if not candidates or (not kid and len(keys) != 1):
-            raise STSError("InvalidIdentityToken", MSG_VERIFICATION_KEY)
+            raise ReplyError("InvalidIdentityToken", MSG_VERIFICATION_KEY)
         try:
             key = jwt.PyJWK(candidates[0], algorithm=str(algorithm)).key
             claims: dict[str, Any] = jwt.decode(
@@ -635,9 +632,9 @@ class VerifyingSTS(LocalServer):
                 },
             )
         except jwt.PyJWKError:
-            raise STSError("InvalidIdentityToken", MSG_VERIFICATION_KEY) from None
+            raise ReplyError("InvalidIdentityToken", MSG_VERIFICATION_KEY) from None
         except jwt.PyJWTError:
-            raise STSError("InvalidIdentityToken", MSG_BAD_SIGNATURE) from None
+            raise ReplyError("InvalidIdentityToken", MSG_BAD_SIGNATURE) from None
         return claims
 
     @staticmethod
@@ -646,16 +643,16 @@ class VerifyingSTS(LocalServer):
         try:
             expires = int(claims["exp"])
         except (KeyError, TypeError, ValueError):
-            raise STSError("InvalidIdentityToken", "Missing or invalid exp claim") from None
+            raise ReplyError("InvalidIdentityToken", "Missing or invalid exp claim") from None
         if now >= expires:
-            raise STSError(
+            raise ReplyError(
                 "ExpiredTokenException",
                 f"Token expired: current date/time {now} must be before the expiration "
                 f"date/time {expires}",
             )
         not_before = claims.get("nbf")
         if isinstance(not_before, (int, float)) and now < not_before:
-            raise STSError(
+            raise ReplyError(
                 "InvalidIdentityToken",
                 f"Token is not yet valid: current date/time {now} must be after the "
                 f"not-before date/time {int(not_before)}",
@@ -664,13 +661,13 @@ class VerifyingSTS(LocalServer):
     def _find_role(self, role_arn: str) -> dict[str, Any]:
         name = role_arn.rsplit("/", 1)[-1]
         if ":role/" not in role_arn or not name:
-            raise STSError("AccessDenied", MSG_NOT_AUTHORIZED, 403)
+            raise ReplyError("AccessDenied", MSG_NOT_AUTHORIZED, 403)
         try:
             role: dict[str, Any] = self._iam.get_role(RoleName=name)["Role"]
         except self._iam.exceptions.NoSuchEntityException:
-            raise STSError("AccessDenied", MSG_NOT_AUTHORIZED, 403) from None
+            raise ReplyError("AccessDenied", MSG_NOT_AUTHORIZED, 403) from None
         if role.get("Arn") != role_arn:
-            raise STSError("AccessDenied", MSG_NOT_AUTHORIZED, 403)
+            raise ReplyError("AccessDenied", MSG_NOT_AUTHORIZED, 403)
         return role
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -25,9 +24,10 @@ from gitlab_botocore.exceptions import GitLabOIDCError
 from gitlab_botocore.id_token import EnvironmentTokenSource, IdToken
 from gitlab_botocore.settings import EnvVar, Settings, resolve_for_session
 
+from .tls_chain import chain_problem, served_chain
+
 HTTP_TIMEOUT_SECONDS = 5.0
 DISCOVERY_PATH = "/.well-known/openid-configuration"
-_DER = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)
 
 
 @dataclass(frozen=True)
@@ -354,7 +354,7 @@ def _get_json(url: str) -> dict[str, Any]:
 def _chain_check(host: str, port: int) -> Iterator[Check]:
     """The certificate chain as served: leaf first, each issued by the next, no repeats."""
     try:
-        chain = _served_chain(host, port)
+        chain = served_chain(host, port, timeout=HTTP_TIMEOUT_SECONDS)
     except (OSError, ssl.SSLError) as error:
         yield Check("Certificate chain", False, f"TLS connection to {host}:{port} failed: {error}")
         return
@@ -367,55 +367,3 @@ def _chain_check(host: str, port: int) -> Iterator[Check]:
         problem is None,
         problem or f"{len(chain)} certificate(s), served in order",
     )
-
-
-def _served_chain(host: str, port: int) -> list[bytes] | None:
-    context = ssl.create_default_context()
-    # We want to see the chain exactly as served, even if it does not verify.
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    connection = socket.create_connection((host, port), timeout=HTTP_TIMEOUT_SECONDS)
-    with context.wrap_socket(connection, server_hostname=host) as tls:
-        # Public from Python 3.13; the same method exists privately from 3.10.
-        getter = getattr(tls, "get_unverified_chain", None) or getattr(
-            tls._sslobj,  # type: ignore[attr-defined]
-            "get_unverified_chain",
-            None,
-        )
-        if getter is None:
-            return None
-        certificates = getter() or []
-    return [
-        cert if isinstance(cert, bytes) else cert.public_bytes(_DER)  # 3.10-3.12 give objects
-        for cert in certificates
-    ]
-
-
-def chain_problem(chain: list[bytes]) -> str | None:
-    """What is wrong with a served chain (DER certificates, as sent), or ``None``."""
-    try:
-        from cryptography import x509
-    except ImportError:
-        return None
-    if len(set(chain)) != len(chain):
-        return "the chain contains the same certificate twice; serve each once"
-    certificates = [x509.load_der_x509_certificate(der) for der in chain]
-    names = [cert.subject.rfc4514_string() for cert in certificates]
-    try:
-        leaf_is_ca = certificates[0].extensions.get_extension_for_class(x509.BasicConstraints)
-        if leaf_is_ca.value.ca:
-            return (
-                f"the chain starts with a CA certificate ({names[0]}), not the server's own; "
-                "serve leaf, intermediate, root in that order"
-            )
-    except x509.ExtensionNotFound:
-        pass
-    for index in range(len(certificates) - 1):
-        if certificates[index].issuer != certificates[index + 1].subject:
-            return (
-                f"certificate {index + 2} ({names[index + 1]}) did not issue certificate "
-                f"{index + 1} ({names[index]}): the chain is out of order or has an extra "
-                "certificate. Serve leaf, intermediate, root in that order (AWS then says "
-                "'Could not connect to openid configuration of provider')"
-            )
-    return None
