@@ -61,14 +61,15 @@ _LAZY = {
     "GitLabOIDCProvider": "provider",
 }
 
+if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from importlib import import_module
 
-    return getattr(import_module(f"{__name__}.{module}"), name)
+        return getattr(import_module(f"{__name__}.{module}"), name)
 
 
 if not install_disabled(os.environ):
