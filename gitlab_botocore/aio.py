@@ -28,7 +28,7 @@ from typing import Any, Callable
 from aiobotocore.credentials import AioDeferredRefreshableCredentials
 from botocore.credentials import CredentialProvider
 
-from .credentials import RefreshingCredentials
+from .credentials import GitLabOIDCCredentials
 from .exceptions import GitLabOIDCError
 from .provider import GitLabOIDCProvider
 from .settings import METHOD
@@ -91,7 +91,7 @@ class GitLabOIDCAioProvider(CredentialProvider):  # type: ignore[misc]
         return credentials_class(refresh_using=refresh, method=METHOD)
 
 
-def _as_metadata(shared: RefreshingCredentials) -> dict[str, Any]:
+def _as_metadata(shared: GitLabOIDCCredentials) -> dict[str, Any]:
     """The shared credentials in the shape botocore's refreshable credentials load."""
     issued = shared.get_issued_credentials()
     return {

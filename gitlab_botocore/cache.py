@@ -31,7 +31,7 @@ make one call, not one each. The cache needs POSIX (``dir_fd``, ``O_NOFOLLOW`` a
 Freshness: an entry is served while more than ``min(15 min, half its lifetime)`` is
 left. Past that point the process that stored it is about to refresh it (refreshes
 start ``min(15 min, a quarter of the lifetime)`` before expiry, see
-:mod:`gitlab_botocore.credentials`), so serving it would only defer that refresh to
+:mod:`gitlab_botocore.refresh`), so serving it would only defer that refresh to
 STS; and a process that loads an entry still has at least half of its refresh lead
 time to renew it calmly.
 """
@@ -53,10 +53,11 @@ import time
 from collections.abc import Iterator
 from typing import Any, Callable
 
-from .credentials import ADVISORY_REFRESH_SECONDS
+from .backoff import Backoff
 from .exchange import IssuedCredentials
 from .id_token import IdToken
 from .redaction import redact_in_logs
+from .refresh import ADVISORY_REFRESH_SECONDS
 from .settings import MAX_DURATION_SECONDS, Settings
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 LOCK_WAIT_SECONDS = 30.0
 """How long a process waits for another one's STS call before making its own."""
+LOCK_POLL_BACKOFF = Backoff(first=0.005, ceiling=0.05, jitter=0.0)
+"""Pauses between tries of a lock another process holds: short, fixed, soon capped."""
 MAX_ENTRY_BYTES = 64 * 1024
 CLOCK_SKEW_SECONDS = 300
 """Tolerance for clocks that disagree a little (an entry stored by another process)."""
@@ -560,8 +563,9 @@ def _text(value: object) -> str:
 
 def _acquire(fd: int) -> None:
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    pause = 0.005
+    attempt = 0
     while True:
+        attempt += 1
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
@@ -571,8 +575,7 @@ def _acquire(fd: int) -> None:
                     "Waited %.0f s for the cache lock; fetching anyway.", LOCK_WAIT_SECONDS
                 )
                 return
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
+            time.sleep(LOCK_POLL_BACKOFF.seconds(attempt))
         except OSError as error:  # e.g. a file system without locks
             logger.debug("Cache lock unavailable (%s); fetching without.", _describe(error))
             return

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import random
 import re
 import ssl
 import time
@@ -29,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, SSL
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ._version import __version__
+from .backoff import Backoff
 from .exceptions import ConfigurationError
 from .explanations import (
     VERIFICATION_KEY_PHRASE,
@@ -47,8 +47,8 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 20  # STS may wait several seconds for the issuer's keys
 MAX_CHAINED_SECONDS = 3600
-FIRST_BACKOFF_SECONDS = 0.2
-MAX_BACKOFF_SECONDS = 5.0
+RETRY_BACKOFF = Backoff(first=0.2, ceiling=5.0)
+"""Between STS attempts within the retry budget: 0.1-0.2 s after the first, up to 2.5-5 s."""
 THROTTLING_CODES = frozenset(
     {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
 )
@@ -108,12 +108,6 @@ def is_transient(code: str, message: str, status: int) -> bool:
     if status == 429 or status >= 500:
         return True
     return code == "InvalidIdentityToken" and VERIFICATION_KEY_PHRASE in message.lower()
-
-
-def backoff_seconds(attempt: int) -> float:
-    """Exponential back-off with jitter: half fixed, half random, so waits still grow."""
-    ceiling = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2.0 ** (attempt - 1))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 class STSExchange:
@@ -285,7 +279,7 @@ def _call_with_retries(
             connection_failures += 1
             if connection_failures >= CONNECTION_ATTEMPTS:
                 kind = _FINAL
-        wait = backoff_seconds(attempt)
+        wait = RETRY_BACKOFF.seconds(attempt)
         if kind == _FINAL or time.monotonic() + wait > deadline:
             raise failure from None
         logger.info(

@@ -63,9 +63,9 @@ def uninstall() -> None:
         if _installed:
             botocore.unregister_initializer(_initialize_session)
             _installed = False
-    from .provider import forget_warnings, shared_credentials
+    from .provider import credentials_registry, forget_warnings
 
-    shared_credentials.clear()
+    credentials_registry.clear()
     forget_warnings()
 
 

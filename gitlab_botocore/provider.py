@@ -16,15 +16,16 @@ from typing import Any
 from botocore.credentials import CredentialProvider
 
 from .cache import CredentialCache, cache_key
-from .credentials import RefreshingCredentials, SharedCredentials
+from .credentials import CredentialsRegistry, GitLabOIDCCredentials
 from .exceptions import GitLabOIDCError, TokenNotFoundError
 from .exchange import IssuedCredentials, STSExchange
 from .id_token import EnvironmentTokenSource, TokenSource
+from .refresh import Refresher
 from .settings import METHOD, EnvVar, Settings, resolve_for_session
 
 logger = logging.getLogger(__name__)
 
-shared_credentials = SharedCredentials()
+credentials_registry = CredentialsRegistry()
 """Every session and thread asking for the same role and token gets the same credentials."""
 
 
@@ -59,7 +60,7 @@ class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
         self._environ = os.environ if environ is None else environ
         self._use_session_clients = use_session_clients
 
-    def load(self) -> RefreshingCredentials | None:
+    def load(self) -> GitLabOIDCCredentials | None:
         settings = resolve_for_session(self._session, self._overrides, self._environ)
         if settings is None:
             return None
@@ -84,18 +85,18 @@ class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
         token.ensure_not_expired()
         # The token is part of the key (hashed): a different token is a different identity.
         key = (settings, hashlib.sha256(token.raw.encode()).hexdigest())
-        return shared_credentials.get_or_create(
+        return credentials_registry.get_or_create(
             key, lambda: self._new_credentials(settings, source)
         )
 
-    def _new_credentials(self, settings: Settings, source: TokenSource) -> RefreshingCredentials:
+    def _new_credentials(self, settings: Settings, source: TokenSource) -> GitLabOIDCCredentials:
         # Once per role and token, in the thread using this session: the only moment the
         # session may be used, since the credentials refresh from any thread.
         exchange = STSExchange(
             settings, self._session, use_session_clients=self._use_session_clients
         )
-        return RefreshingCredentials(
-            fetch=lambda retry: _fetch(source, exchange, retry),
+        return GitLabOIDCCredentials(
+            Refresher(lambda retry: _fetch(source, exchange, retry)),
             method=METHOD,
             description=f"role={settings.role_arn}",
         )

@@ -1,4 +1,7 @@
-"""Refreshing: ahead of expiry, once per refresh, without stalling callers.
+"""Refreshing through botocore: ahead of expiry, once per refresh, without stalling callers.
+
+The schedule itself is unit-tested in ``test_refresh.py``; here are the botocore adapter
+(fast, on a stub fetch) and the behaviour end to end.
 
 The whole process (our credentials, moto, the verifying STS, the issuer) travels in
 time together with time-machine, so expiries are real and nobody waits for real.
@@ -21,15 +24,9 @@ import boto3
 import pytest
 import time_machine
 
-from gitlab_botocore import STSUnavailableError
-from gitlab_botocore.credentials import (
-    Plan,
-    RefreshingCredentials,
-    _Generation,
-    plan,
-    retry_delay,
-)
+from gitlab_botocore.credentials import GitLabOIDCCredentials
 from gitlab_botocore.exchange import IssuedCredentials
+from gitlab_botocore.refresh import THREAD_NAME, Refresher
 from gitlab_botocore.testing.sts import FakeAWS, Fault
 
 from .conftest import Job
@@ -54,7 +51,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def refresh_in_flight() -> bool:
-    return any(thread.name == "gitlab-botocore-refresh" for thread in threading.enumerate())
+    return any(thread.name == THREAD_NAME for thread in threading.enumerate())
 
 
 def access_key(credentials: Any) -> str:
@@ -253,298 +250,83 @@ def test_a_forked_child_is_not_blocked_by_the_parents_refresh(
 # Fast and exhaustive: no network, no time travel. The end-to-end tests above and below
 # check the same rules through boto3 against the local STS.
 
-LIFETIME = 3600.0  # refresh_at 2700 s in, must_refresh_at 3000 s, usable_until 3540 s
+# -- the botocore adapter, on a stub fetch ------------------------------------------------
 
 
-class FakeClock:
+class Clock:
     def __init__(self) -> None:
         self.now = START.timestamp()
 
     def __call__(self) -> float:
         return self.now
 
-    def shift(self, seconds: float) -> None:
-        self.now += seconds
 
-
-class StubFetch:
-    """Stands in for the STS exchange: records each call's ``retry`` flag; answers with
-    the next scripted outcome (an exception to raise, else fresh credentials). With
-    ``hold()``, calls block until ``release()``."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.calls: list[bool] = []
-        self.outcomes: list[BaseException | None] = []
-        self.entered = threading.Semaphore(0)
-        self._gate = threading.Event()
-        self._gate.set()
-        self._lock = threading.Lock()
-
-    def hold(self) -> None:
-        self._gate.clear()
-
-    def release(self) -> None:
-        self._gate.set()
-
-    def __call__(self, retry: bool) -> IssuedCredentials:
-        with self._lock:
-            self.calls.append(retry)
-            number = len(self.calls)
-            outcome = self.outcomes.pop(0) if self.outcomes else None
-        self.entered.release()
-        if not self._gate.wait(timeout=30):
-            raise AssertionError("the stub fetch was never released")
-        if outcome is not None:
-            raise outcome
-        return IssuedCredentials(
-            access_key=f"ASIA{number:016d}",
-            secret_key="secret",
-            token="token",
-            expiration=datetime.datetime.fromtimestamp(
-                self.clock() + LIFETIME, tz=datetime.timezone.utc
-            ),
-            assumed_role_arn=f"arn:aws:sts::123456789012:assumed-role/deploy/s{number}",
-            session_name=f"s{number}",
-        )
-
-
-def outage() -> STSUnavailableError:
-    return STSUnavailableError("STS answered 503 ServiceUnavailable")
-
-
-@pytest.fixture
-def fake_clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def stub(fake_clock: FakeClock) -> StubFetch:
-    return StubFetch(fake_clock)
-
-
-@pytest.fixture
-def refreshing(fake_clock: FakeClock, stub: StubFetch) -> Iterator[RefreshingCredentials]:
-    yield RefreshingCredentials(fetch=stub, method="gitlab-oidc", clock=fake_clock)
-    stub.release()
-    wait_for(lambda: not refresh_in_flight())
-
-
-def generation(now: float = 0.0, lifetime: float = LIFETIME) -> _Generation:
-    issued = IssuedCredentials(
-        access_key="ASIAEXAMPLE",
-        secret_key="secret",
-        token="token",
-        expiration=datetime.datetime.fromtimestamp(now + lifetime, tz=datetime.timezone.utc),
-        assumed_role_arn="arn:aws:sts::123456789012:assumed-role/deploy/s",
-        session_name="s",
+def issued_at(now: float, number: int) -> IssuedCredentials:
+    return IssuedCredentials(
+        access_key=f"ASIA{number:016d}",
+        secret_key=f"secret-{number}",
+        token=f"token-{number}",
+        expiration=datetime.datetime.fromtimestamp(now + 3600, tz=datetime.timezone.utc),
+        assumed_role_arn=f"arn:aws:sts::123456789012:assumed-role/deploy/s{number}",
+        session_name=f"s{number}",
     )
-    return _Generation.of(issued, now)
 
 
-@pytest.mark.parametrize(
-    ("elapsed", "retry_after", "expected"),
-    [
-        (0, 0, Plan.SERVE),
-        (2699, 0, Plan.SERVE),
-        (2700, 0, Plan.ATTEMPT_IN_BACKGROUND),
-        (2999, 0, Plan.ATTEMPT_IN_BACKGROUND),
-        (2800, 2850, Plan.SERVE),  # backing off after a failure
-        (2850, 2850, Plan.ATTEMPT_IN_BACKGROUND),
-        (3000, 0, Plan.ATTEMPT_NOW),
-        (3539, 0, Plan.ATTEMPT_NOW),
-        (3100, 3200, Plan.SERVE),  # backing off, still usable
-        (3200, 3200, Plan.ATTEMPT_NOW),
-        (3540, 0, Plan.FETCH),  # no longer usable
-        (3540, 9999, Plan.FETCH),  # back-off does not apply to a caller with nothing usable
-        (3600, 0, Plan.FETCH),
-        (9999, 0, Plan.FETCH),
-    ],
-)
-def test_schedule_for_an_hour_of_credentials(
-    elapsed: float, retry_after: float, expected: Plan
+@pytest.fixture
+def adapter_clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def adapted(adapter_clock: Clock) -> GitLabOIDCCredentials:
+    calls: list[bool] = []
+
+    def fetch(retry: bool) -> IssuedCredentials:
+        calls.append(retry)
+        return issued_at(adapter_clock(), len(calls))
+
+    refresher = Refresher(fetch, clock=adapter_clock, start_thread=lambda target: target())
+    return GitLabOIDCCredentials(refresher, method="gitlab-oidc", description="role=r")
+
+
+def test_every_botocore_read_serves_the_same_generation(
+    adapted: GitLabOIDCCredentials, adapter_clock: Clock
 ) -> None:
-    assert plan(generation(), elapsed, retry_after) is expected
+    for elapsed in (0.0, 3100.0):  # the first fetch, then a refresh in the mandatory window
+        adapter_clock.now += elapsed
+        frozen = adapted.get_frozen_credentials()
+        issued = adapted.get_issued_credentials()
+        number = int(issued.access_key[4:])
+        assert (frozen.access_key, frozen.secret_key, frozen.token) == (
+            issued.access_key,
+            f"secret-{number}",
+            f"token-{number}",
+        )
+        assert (adapted.access_key, adapted.secret_key, adapted.token) == tuple(frozen[:3])
+        assert adapted.account_id == "123456789012"
+        assert adapted.expiration == issued.expiration
+    assert number == 2
 
 
-def test_schedule_without_credentials_always_fetches() -> None:
-    for retry_after in (0.0, 1e12):
-        assert plan(None, 0.0, retry_after) is Plan.FETCH
+def test_no_botocore_private_field_is_written(adapted: GitLabOIDCCredentials) -> None:
+    # botocore's constructor sets these to "nothing yet"; the adapter serves every read
+    # itself, so they never change (and never hold a secret a debugger could show).
+    adapted.get_frozen_credentials()
+    assert adapted._access_key is None
+    assert adapted._secret_key is None
+    assert adapted._token is None
+    assert adapted._expiry_time is None
+    assert adapted._frozen_credentials is None
 
 
-@pytest.mark.parametrize("lifetime", [900.0, 3600.0, 43200.0])
-def test_schedule_moments_keep_their_order(lifetime: float) -> None:
-    moments = generation(lifetime=lifetime)
-    assert 0 < moments.refresh_at < moments.must_refresh_at < moments.usable_until < lifetime
-    assert lifetime - moments.refresh_at <= 15 * 60
-    assert lifetime - moments.must_refresh_at <= 10 * 60
-
-
-def test_retry_delay_grows_to_a_ceiling() -> None:
-    for failures, ceiling in [(1, 5.0), (2, 10.0), (3, 20.0), (6, 120.0), (40, 120.0)]:
-        for _ in range(20):
-            assert ceiling / 2 <= retry_delay(failures) <= ceiling
-
-
-def test_first_fetch_retries_and_is_single_flight(
-    refreshing: RefreshingCredentials, stub: StubFetch
-) -> None:
-    stub.hold()
-    keys: list[str] = []
-    threads = [
-        threading.Thread(target=lambda: keys.append(access_key(refreshing))) for _ in range(16)
-    ]
-    for thread in threads:
-        thread.start()
-    assert stub.entered.acquire(timeout=10)
-    stub.release()
-    for thread in threads:
-        thread.join()
-    assert stub.calls == [True]  # one fetch, with retries: nobody had anything usable
-    assert len(set(keys)) == 1
-    assert len(keys) == 16
-
-
-def test_advisory_window_attempts_once_in_the_background(
-    refreshing: RefreshingCredentials, stub: StubFetch, fake_clock: FakeClock
-) -> None:
-    first = access_key(refreshing)
-    fake_clock.shift(2750)
-    stub.hold()
-    for _ in range(20):  # served at once while the attempt is in flight
-        assert access_key(refreshing) == first
-    assert stub.entered.acquire(timeout=10)
-    stub.release()
-    wait_for(lambda: access_key(refreshing) != first)
-    assert stub.calls == [True, False]
-
-
-def test_mandatory_window_caller_gets_new_credentials_from_one_attempt(
-    refreshing: RefreshingCredentials, stub: StubFetch, fake_clock: FakeClock
-) -> None:
-    first = access_key(refreshing)
-    fake_clock.shift(3100)
-    assert access_key(refreshing) != first
-    assert stub.calls == [True, False]
-
-
-def test_mandatory_window_callers_never_wait_behind_an_attempt(
-    refreshing: RefreshingCredentials, stub: StubFetch, fake_clock: FakeClock
-) -> None:
-    first = access_key(refreshing)
-    fake_clock.shift(3100)  # nine minutes left, as in the outage that stalled 64 threads
-    stub.hold()  # STS hangs
-    attempting = threading.Thread(target=lambda: access_key(refreshing))
-    attempting.start()
-    assert stub.entered.acquire(timeout=10)
-    served: list[str] = []
-
-    def caller() -> None:
-        served.append(access_key(refreshing))
-
-    callers = [threading.Thread(target=caller) for _ in range(63)]
-    for thread in callers:
-        thread.start()
-    # All 63 finish while the attempt still hangs: they do not wait for it.
-    wait_for(lambda: len(served) == 63)
-    assert set(served) == {first}
-    stub.release()
-    attempting.join()
-    for thread in callers:
-        thread.join()
-    assert stub.calls == [True, False]
-
-
-def test_failed_attempts_back_off_and_keep_the_current_credentials(
-    refreshing: RefreshingCredentials,
-    stub: StubFetch,
-    fake_clock: FakeClock,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    first = access_key(refreshing)
-    fake_clock.shift(3100)
-    stub.outcomes = [outage(), outage()]
-    with caplog.at_level(logging.WARNING, logger="gitlab_botocore.credentials"):
-        for _ in range(50):
-            assert access_key(refreshing) == first
-    assert stub.calls == [True, False]  # one attempt, then a back-off of 2.5 to 5 s
-    assert "using the current ones" in caplog.text
-    fake_clock.shift(5)
-    assert access_key(refreshing) == first  # second attempt fails too: 5 to 10 s
-    assert stub.calls == [True, False, False]
-    fake_clock.shift(4.9)
-    assert access_key(refreshing) == first
-    assert len(stub.calls) == 3
-    fake_clock.shift(5.2)
-    assert access_key(refreshing) != first
-    assert stub.calls == [True, False, False, False]
-
-
-def test_past_the_last_usable_moment_callers_wait_for_a_retrying_fetch(
-    refreshing: RefreshingCredentials,
-    stub: StubFetch,
-    fake_clock: FakeClock,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    first = access_key(refreshing)
-    fake_clock.shift(3100)
-    stub.outcomes = [outage()]
-    assert access_key(refreshing) == first
-    fake_clock.shift(445)  # 55 s before expiry: no longer usable; back-off does not apply
-    caplog.clear()
-    stub.outcomes = [outage()]
-    unavailable = pytest.raises(STSUnavailableError)
-    with caplog.at_level(logging.DEBUG, logger="gitlab_botocore"), unavailable:
-        access_key(refreshing)
-    assert stub.calls == [True, False, True]
-    assert "using the current ones" not in caplog.text
-    assert access_key(refreshing) != first
-    assert stub.calls == [True, False, True, True]
-
-
-def test_waiting_callers_share_one_failed_fetch(
-    refreshing: RefreshingCredentials, stub: StubFetch
-) -> None:
-    stub.outcomes = [outage()]
-    stub.hold()
-    errors: list[BaseException] = []
-
-    def caller() -> None:
-        try:
-            access_key(refreshing)
-        except STSUnavailableError as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=caller) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    assert stub.entered.acquire(timeout=10)
-    stub.release()
-    for thread in threads:
-        thread.join()
-    # The seven that waited do not repeat a whole retry budget each.
-    assert stub.calls == [True]
-    assert len(errors) == 8
-
-
-def test_a_single_attempt_in_flight_does_not_end_the_wait_of_unusable_callers(
-    refreshing: RefreshingCredentials, stub: StubFetch, fake_clock: FakeClock
-) -> None:
-    first = access_key(refreshing)
-    fake_clock.shift(2750)
-    stub.outcomes = [outage()]
-    stub.hold()
-    assert access_key(refreshing) == first  # starts a background attempt, which hangs
-    assert stub.entered.acquire(timeout=10)
-    fake_clock.shift(800)  # meanwhile the credentials stop being usable
-    keys: list[str] = []
-    waiting = threading.Thread(target=lambda: keys.append(access_key(refreshing)))
-    waiting.start()
-    stub.release()  # the single attempt fails; the waiting caller fetches, with retries
-    waiting.join()
-    assert keys
-    assert keys[0] != first
-    assert stub.calls == [True, False, True]
+def test_refresh_needed_and_expiration_do_not_fetch(adapted: GitLabOIDCCredentials) -> None:
+    assert adapted.refresh_needed()
+    assert adapted.expiration is None
+    assert "not fetched" in repr(adapted)
+    adapted.get_frozen_credentials()
+    assert not adapted.refresh_needed()
+    assert "secret" not in repr(adapted)
+    assert "token-" not in repr(adapted)
 
 
 # -- an STS outage, end to end -------------------------------------------------------------

@@ -28,7 +28,7 @@ from gitlab_botocore import (
     STSRequestError,
     STSUnavailableError,
 )
-from gitlab_botocore.credentials import RefreshingCredentials
+from gitlab_botocore.credentials import GitLabOIDCCredentials
 from gitlab_botocore.exchange import (
     CONNECTION_ATTEMPTS,
     IssuedCredentials,
@@ -38,6 +38,7 @@ from gitlab_botocore.exchange import (
 )
 from gitlab_botocore.id_token import EnvironmentTokenSource
 from gitlab_botocore.redaction import Secret
+from gitlab_botocore.refresh import Refresher
 from gitlab_botocore.settings import settings_for_session
 from gitlab_botocore.testing.issuer import FakeGitLab
 from gitlab_botocore.testing.sts import FakeAWS, Fault, credentials_body
@@ -415,9 +416,10 @@ def test_a_garbled_reply_in_the_mandatory_window_keeps_the_current_credentials(
     token = EnvironmentTokenSource(None, None, os.environ).get_token()
     exchange = STSExchange(settings, botocore.session.Session())
     now = [time.time()]
-    credentials = RefreshingCredentials(
-        lambda retry: exchange.assume_role(token, retry=retry), method="test", clock=lambda: now[0]
+    refresher = Refresher(
+        lambda retry: exchange.assume_role(token, retry=retry), clock=lambda: now[0]
     )
+    credentials = GitLabOIDCCredentials(refresher, method="test")
     first = credentials.get_frozen_credentials()
     now[0] += 3600 - 9 * 60  # 9 minutes left: inside the mandatory window
     aws.sts.inject(Fault.reply("<html><body>maintenance</body></html>", 200, "text/html"))

@@ -127,7 +127,7 @@ def test_disable_variable_makes_the_import_do_nothing(job: Job) -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert result.stdout.startswith("True <RefreshingCredentials method='gitlab-oidc'")
+    assert result.stdout.startswith("True <GitLabOIDCCredentials method='gitlab-oidc'")
 
 
 def test_uninstall_affects_new_sessions_only(job: Job) -> None:

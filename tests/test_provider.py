@@ -16,7 +16,7 @@ import pytest
 import time_machine
 
 from gitlab_botocore import sts_client
-from gitlab_botocore.provider import shared_credentials
+from gitlab_botocore.provider import credentials_registry
 from gitlab_botocore.testing.sts import FakeAWS
 
 from .conftest import ACCOUNT_ID, Job
@@ -78,7 +78,7 @@ def test_many_sessions_across_threads_make_one_sts_call(job: Job, aws: FakeAWS) 
 def test_sessions_calling_aws_from_threads_share_one_sts_call(job: Job, aws: FakeAWS) -> None:
     # Repeated: a race between threads building clients shows up only now and then.
     for _ in range(3):
-        shared_credentials.clear()
+        credentials_registry.clear()
         aws.sts.reset()
         sessions: list[OwnedSession] = []
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -105,7 +105,7 @@ def test_no_thread_touches_another_threads_session(
     with time_machine.travel(start, tick=False) as clock:
         job.token(lifetime_seconds=6 * 3600)
         for _ in range(15):
-            shared_credentials.clear()
+            credentials_registry.clear()
             sessions: list[OwnedSession] = []
             keys = _fetch_and_refresh_from_threads(sessions, clock)
             assert len(keys) == 16
@@ -246,7 +246,7 @@ def test_plain_http_to_another_host_warns_once_per_endpoint(
     through_proxy.set(AWS_ENDPOINT_URL_STS="http://localstack:4566")
     with caplog.at_level(logging.WARNING, logger="gitlab_botocore"):
         for _ in range(2):  # two sends of the token to the same endpoint
-            shared_credentials.clear()
+            credentials_registry.clear()
             assert boto3.Session().get_credentials().get_frozen_credentials().access_key
         through_proxy.set(AWS_ENDPOINT_URL_STS="http://sts-mirror.example.com:8080/")
         boto3.Session().get_credentials().get_frozen_credentials()
@@ -275,7 +275,7 @@ def test_plain_http_to_this_machine_does_not_warn(
     port = aws.sts.url.rsplit(":", 1)[1]
     with caplog.at_level(logging.WARNING, logger="gitlab_botocore"):
         for host in ("127.0.0.1", "localhost", "127.0.0.5"):
-            shared_credentials.clear()
+            credentials_registry.clear()
             through_proxy.set(AWS_ENDPOINT_URL_STS=f"http://{host}:{port}")
             boto3.Session().get_credentials().get_frozen_credentials()
     assert aws.sts.assume_role_calls == 3

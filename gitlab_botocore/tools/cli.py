@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from gitlab_botocore._version import __version__
 from gitlab_botocore.exceptions import ConfigurationError, GitLabOIDCError, TokenNotFoundError
+from gitlab_botocore.exchange import IssuedCredentials
 from gitlab_botocore.id_token import EnvironmentTokenSource, IdToken
 from gitlab_botocore.redaction import redact
 from gitlab_botocore.settings import EnvVar, Settings, settings_for_session
@@ -73,8 +74,9 @@ class _Context:
     def token(self) -> IdToken:
         return self.source.get_token()
 
-    def credentials(self) -> Any:
-        """The library's credentials, fetched; raises GitLabOIDCError with the reason."""
+    def credentials(self) -> IssuedCredentials:
+        """The library's credentials, fetched: keys and expiry as one value, so that no
+        command can mix two generations; raises GitLabOIDCError with the reason."""
         if self.settings_error is not None:
             raise self.settings_error
         if self.settings is None:
@@ -89,19 +91,17 @@ class _Context:
         credentials = GitLabOIDCProvider(self.session, self.overrides, self.environ).load()
         if credentials is None:  # only if the environment changed under us
             raise TokenNotFoundError("No GitLab ID token found.")
-        credentials.get_frozen_credentials()
-        return credentials
+        return credentials.get_issued_credentials()
 
-    def signed_client(self, service: str, credentials: Any) -> Any:
-        frozen = credentials.get_frozen_credentials()
+    def signed_client(self, service: str, credentials: IssuedCredentials) -> Any:
         settings = self.settings
         return self.session.create_client(
             service,
             region_name=settings.region if settings else None,
             endpoint_url=settings.endpoint_url if settings and service == "sts" else None,
-            aws_access_key_id=frozen.access_key,
-            aws_secret_access_key=frozen.secret_key,
-            aws_session_token=frozen.token,
+            aws_access_key_id=credentials.access_key,
+            aws_secret_access_key=credentials.secret_key,
+            aws_session_token=credentials.token,
         )
 
 
@@ -120,12 +120,11 @@ def _aligned(rows: Sequence[tuple[str, str]], out: TextIO) -> None:
 
 def cmd_credential_process(context: _Context, out: TextIO) -> int:
     credentials = context.credentials()
-    frozen = credentials.get_frozen_credentials()
     document = {
         "Version": 1,
-        "AccessKeyId": frozen.access_key,
-        "SecretAccessKey": frozen.secret_key,
-        "SessionToken": frozen.token,
+        "AccessKeyId": credentials.access_key,
+        "SecretAccessKey": credentials.secret_key,
+        "SessionToken": credentials.token,
         "Expiration": _iso(credentials.expiration),
     }
     if credentials.account_id:
@@ -137,11 +136,10 @@ def cmd_credential_process(context: _Context, out: TextIO) -> int:
 
 def cmd_env(context: _Context, out: TextIO) -> int:
     credentials = context.credentials()
-    frozen = credentials.get_frozen_credentials()
     variables = {
-        "AWS_ACCESS_KEY_ID": frozen.access_key,
-        "AWS_SECRET_ACCESS_KEY": frozen.secret_key,
-        "AWS_SESSION_TOKEN": frozen.token,
+        "AWS_ACCESS_KEY_ID": credentials.access_key,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+        "AWS_SESSION_TOKEN": credentials.token,
         "AWS_CREDENTIAL_EXPIRATION": _iso(credentials.expiration),
     }
     fmt = context.args.format

@@ -30,8 +30,18 @@ class Command(BaseCommand):  # type: ignore[misc]
     def handle(self, *args: Any, **options: Any) -> None:
         session = boto3.Session(profile_name=options.get("profile"))
         try:
-            identity = session.client("sts").get_caller_identity()
             credentials = session.get_credentials()
+            if credentials is None:
+                raise NoCredentialsError()
+            # One read for keys and expiry: the identity shown is that of the keys whose
+            # expiry is shown, even if a refresh lands meanwhile.
+            keys, expiry = _keys_and_expiry(credentials)
+            identity = session.client(
+                "sts",
+                aws_access_key_id=keys.access_key,
+                aws_secret_access_key=keys.secret_key,
+                aws_session_token=keys.token,
+            ).get_caller_identity()
         except GitLabOIDCError as error:
             raise CommandError(str(error)) from error
         except NoCredentialsError as error:
@@ -46,17 +56,27 @@ class Command(BaseCommand):  # type: ignore[misc]
             ("Assumed role", arn),
             ("Session name", session_name),
             ("Credentials", getattr(credentials, "method", None) or "-"),
-            ("Expires", _expiry(credentials)),
+            ("Expires", _expiry(expiry)),
         ]
         width = max(len(label) for label, _ in rows)
         for label, value in rows:
             self.stdout.write(f"{label:<{width}}  {value}")
 
 
-def _expiry(credentials: Any) -> str:
-    # gitlab-botocore's credentials expose `expiration`; botocore's keep it private.
-    expiry = getattr(credentials, "expiration", None) or getattr(credentials, "_expiry_time", None)
-    if not isinstance(expiry, datetime.datetime):
+def _keys_and_expiry(credentials: Any) -> tuple[Any, datetime.datetime | None]:
+    """Keys and their expiry, read together when the credentials can (gitlab-botocore's);
+    botocore's own keep the expiry private and can only be read one after the other."""
+    issued = getattr(credentials, "get_issued_credentials", None)
+    if issued is not None:
+        value = issued()
+        return value, value.expiration
+    keys = credentials.get_frozen_credentials()
+    expiry = getattr(credentials, "_expiry_time", None)
+    return keys, expiry if isinstance(expiry, datetime.datetime) else None
+
+
+def _expiry(expiry: datetime.datetime | None) -> str:
+    if expiry is None:
         return "never (static credentials)"
     expiry = expiry.astimezone(datetime.timezone.utc)
     minutes = int((expiry - datetime.datetime.now(datetime.timezone.utc)).total_seconds() // 60)

@@ -1,0 +1,247 @@
+"""The refresh schedule: when to renew credentials, and who waits for it.
+
+Free of botocore: a :class:`Refresher` holds the current :class:`IssuedCredentials`, a
+fetch function and a clock (both injected, so tests drive it with a stub and a fake
+clock). Credentials are renewed ahead of expiry in stages scaled to their lifetime, so
+that short (900 s) sessions do not refresh on every call (see :func:`plan`):
+
+* from ``refresh_at`` (a quarter of the lifetime before expiry, at most 15 min), the
+  first caller to notice starts one STS attempt in a background thread and every caller
+  keeps the current credentials, so nobody waits on STS;
+* from ``must_refresh_at`` (a sixth of the lifetime, at most 10 min) the first caller to
+  notice makes one attempt itself and gets the new credentials when it succeeds; callers
+  arriving meanwhile keep the current ones;
+* from ``usable_until`` (a minute before expiry, less for short lifetimes), or with no
+  credentials yet, callers wait for a fetch that retries transient failures within the
+  retry budget, single-flight: one STS call, other threads block on it.
+
+So while the current credentials are usable no caller waits longer than one STS attempt,
+however long STS is down. A failed attempt is logged and the next one waits for a
+back-off (:data:`RETRY_BACKOFF`) instead of hammering STS on every call. A thread per
+background attempt (rather than a permanent worker) keeps idle processes free of threads
+and needs no shutdown.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Callable
+
+from .backoff import Backoff
+from .exchange import IssuedCredentials
+
+logger = logging.getLogger(__name__)
+
+ADVISORY_REFRESH_SECONDS = 15 * 60
+MANDATORY_REFRESH_SECONDS = 10 * 60
+# Credentials this close to expiry are not handed out even when a refresh failed.
+MIN_USABLE_SECONDS = 60
+RETRY_BACKOFF = Backoff(first=5.0, ceiling=120.0)
+"""Between failed refresh attempts: 2.5-5 s after the first, up to 1-2 min."""
+THREAD_NAME = "gitlab-botocore-refresh"
+
+Fetch = Callable[[bool], IssuedCredentials]
+"""Gets fresh credentials. Called with ``True`` when the caller has nothing usable and
+waits: retry transient failures within the retry budget. With ``False``: one STS attempt,
+raising its failure (the schedule decides when to try again)."""
+
+StartThread = Callable[[Callable[[], None]], None]
+"""Runs a function in the background; raises ``RuntimeError`` when it cannot."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One set of issued credentials and the moments that matter for it (epoch seconds)."""
+
+    issued: IssuedCredentials
+    refresh_at: float
+    must_refresh_at: float
+    usable_until: float
+
+    @classmethod
+    def of(cls, issued: IssuedCredentials, now: float) -> Generation:
+        expires = issued.expiration.timestamp()
+        lifetime = max(expires - now, 0.0)
+        return cls(
+            issued=issued,
+            refresh_at=expires - min(ADVISORY_REFRESH_SECONDS, lifetime / 4),
+            must_refresh_at=expires - min(MANDATORY_REFRESH_SECONDS, lifetime / 6),
+            usable_until=expires - min(MIN_USABLE_SECONDS, lifetime / 10),
+        )
+
+
+class Plan(enum.Enum):
+    """What a caller does about a refresh, decided by :func:`plan`."""
+
+    SERVE = "serve the current credentials"
+    ATTEMPT_IN_BACKGROUND = "start one STS attempt in the background; serve the current ones"
+    ATTEMPT_NOW = "make one STS attempt, then serve the new credentials or the current ones"
+    FETCH = "nothing usable: wait for a fetch that retries within the budget"
+
+
+def plan(current: Generation | None, now: float, retry_after: float) -> Plan:
+    """What a caller does at ``now``, free of threads and clocks.
+
+    ``retry_after`` is when the next attempt is due after a failure (0 after success).
+    Whether an attempt is already in flight is for the caller to find out: a usable
+    caller never waits for one.
+    """
+    if current is None or now >= current.usable_until:
+        return Plan.FETCH
+    if now < current.refresh_at or now < retry_after:
+        return Plan.SERVE
+    if now < current.must_refresh_at:
+        return Plan.ATTEMPT_IN_BACKGROUND
+    return Plan.ATTEMPT_NOW
+
+
+def _start_daemon_thread(target: Callable[[], None]) -> None:
+    threading.Thread(target=target, name=THREAD_NAME, daemon=True).start()
+
+
+class Refresher:
+    """Holds the current credentials and renews them on the schedule above; thread-safe.
+
+    ``fetch`` (see :data:`Fetch`) returns fresh :class:`IssuedCredentials` or raises
+    :class:`~gitlab_botocore.GitLabOIDCError`. ``clock`` returns epoch seconds;
+    ``start_thread`` runs a background attempt (a daemon thread by default).
+    """
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        *,
+        clock: Callable[[], float] = time.time,
+        start_thread: StartThread = _start_daemon_thread,
+    ) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._start_thread = start_thread
+        self._current: Generation | None = None
+        # Held for the whole of an attempt or fetch: at most one STS call in flight.
+        self._fetch_lock = threading.Lock()
+        _LIVE.add(self)
+        self._fetches = 0  # completed retrying fetches, to spot one that ended while we waited
+        self._fetch_error: BaseException | None = None  # how the last retrying fetch failed
+        self._failures = 0  # failed attempts and fetches in a row
+        self._retry_after = 0.0
+
+    def current(self) -> IssuedCredentials:
+        """The credentials to use now, as one consistent value, refreshed as scheduled.
+
+        May wait for STS when nothing usable is held; raises the fetch's error then.
+        """
+        step = plan(self._current, self._clock(), self._retry_after)
+        if step is Plan.ATTEMPT_IN_BACKGROUND:
+            self._attempt_in_background()
+        elif step is Plan.ATTEMPT_NOW:
+            self._attempt_now()
+        elif step is Plan.FETCH:
+            self._fetch_and_wait()
+        current = self._current
+        if current is None:  # a fetch either stores credentials or raises
+            raise RuntimeError("no credentials after a fetch")
+        return current.issued
+
+    def peek(self) -> IssuedCredentials | None:
+        """The credentials held now, without refreshing (``None`` before the first fetch)."""
+        current = self._current
+        return current.issued if current else None
+
+    def refresh_needed(self, refresh_in: float | None = None) -> bool:
+        """Whether :meth:`current` would do more than serve what is held: with no
+        credentials, or from the advisory moment on (or ``refresh_in`` seconds before
+        expiry, when given)."""
+        current = self._current
+        if current is None:
+            return True
+        if refresh_in is None:
+            return self._clock() >= current.refresh_at
+        return self._clock() >= current.issued.expiration.timestamp() - refresh_in
+
+    def _attempt_in_background(self) -> None:
+        if not self._fetch_lock.acquire(blocking=False):
+            return  # an attempt is already in flight
+        try:
+            self._start_thread(self._background_attempt)
+        except RuntimeError:  # no new threads at interpreter shutdown
+            self._fetch_lock.release()
+
+    def _background_attempt(self) -> None:
+        try:
+            if plan(self._current, self._clock(), self._retry_after) is not Plan.SERVE:
+                self._attempt(retry=False)
+        except Exception as error:  # logged by _attempt; callers keep the current ones
+            logger.debug("Background refresh failed: %s", error)
+        finally:
+            self._fetch_lock.release()
+
+    def _attempt_now(self) -> None:
+        # The current credentials are usable: never wait behind someone else's attempt.
+        if not self._fetch_lock.acquire(blocking=False):
+            return
+        try:
+            if plan(self._current, self._clock(), self._retry_after) is Plan.ATTEMPT_NOW:
+                self._attempt(retry=False)
+        except Exception as error:  # logged by _attempt; the current ones still work
+            logger.debug("Refresh attempt failed: %s", error)
+        finally:
+            self._fetch_lock.release()
+
+    def _fetch_and_wait(self) -> None:
+        fetches_before = self._fetches
+        with self._fetch_lock:
+            if plan(self._current, self._clock(), self._retry_after) is not Plan.FETCH:
+                return  # another thread refreshed while we waited
+            if self._fetches != fetches_before and self._fetch_error is not None:
+                raise self._fetch_error  # the fetch we waited for failed: do not repeat it
+            try:
+                self._attempt(retry=True)
+            except Exception as error:
+                self._fetches += 1
+                self._fetch_error = error
+                raise
+            self._fetches += 1
+            self._fetch_error = None
+
+    def _attempt(self, *, retry: bool) -> None:
+        """Fetch under ``_fetch_lock``; store the result, or schedule the next attempt."""
+        try:
+            issued = self._fetch(retry)
+        except Exception as error:
+            self._failures += 1
+            delay = RETRY_BACKOFF.seconds(self._failures)
+            now = self._clock()
+            self._retry_after = now + delay
+            current = self._current
+            if current is not None and now < current.usable_until:
+                logger.warning(
+                    "Refreshing AWS credentials failed; using the current ones, which expire "
+                    "at %s, and trying again in %.0f s. %s",
+                    current.issued.expiration.isoformat(),
+                    delay,
+                    error,
+                )
+            raise
+        self._current = Generation.of(issued, self._clock())
+        self._failures = 0
+        self._retry_after = 0.0
+
+
+_LIVE: weakref.WeakSet[Refresher] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A refresh thread of the parent may hold a lock; the child has no such thread.
+    for refresher in list(_LIVE):
+        refresher._fetch_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
