@@ -57,7 +57,7 @@ from .credentials import ADVISORY_REFRESH_SECONDS
 from .exchange import IssuedCredentials
 from .id_token import IdToken
 from .redaction import redact_in_logs
-from .settings import MAX_DURATION_SECONDS, Settings
+from .settings import MAX_DURATION_SECONDS, Settings, sts_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -104,20 +104,14 @@ _warned_lock = threading.Lock()
 def cache_key(settings: Settings, token: IdToken) -> str:
     """The file name stem for these settings and this token: a SHA-256, hex.
 
-    Covers everything that changes what STS would return: the token (raw), role,
-    session name, duration, policies, chained roles, region, endpoint and the CI job id.
+    Covers everything that changes what STS would return: the token (raw), the CI job
+    id and the settings marked as STS inputs in their table (role, session name,
+    duration, policies, chained roles, region, endpoint override).
     """
     material = {
+        **sts_inputs(settings),
         "version": FORMAT_VERSION,
         "token": token.raw,
-        "role_arn": settings.role_arn,
-        "role_session_name": settings.role_session_name,
-        "duration_seconds": settings.duration_seconds,
-        "policy": settings.policy,
-        "policy_arns": list(settings.policy_arns),
-        "chain_role_arns": list(settings.chain_role_arns),
-        "region": settings.region,
-        "endpoint_url": settings.endpoint_url,
         "job_id": token.job_id,
     }
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
