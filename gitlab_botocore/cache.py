@@ -57,7 +57,7 @@ from .credentials import ADVISORY_REFRESH_SECONDS
 from .exchange import IssuedCredentials
 from .id_token import IdToken
 from .redaction import redact_in_logs
-from .settings import MAX_DURATION_SECONDS, Settings, sts_inputs
+from .settings import MAX_DURATION_SECONDS, EnvVar, Settings, sts_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ class CredentialCache:
         parent, name = os.path.split(self.directory)
         if name in ("", ".", ".."):
             raise _UnsafeDirectoryError(
-                "it names no directory of its own. Set GITLAB_BOTOCORE_CACHE to one."
+                f"it names no directory of its own. Set {EnvVar.CACHE} to one."
             )
         try:
             # The parents may be links (``~/.cache`` on another disk); the last component,
@@ -286,7 +286,7 @@ class CredentialCache:
         except OSError as error:
             raise _UnsafeDirectoryError(
                 f"its parent directory cannot be used ({_describe(error)}). "
-                "Point GITLAB_BOTOCORE_CACHE at a directory of your own."
+                f"Point {EnvVar.CACHE} at a directory of your own."
             ) from None
         try:
             _check_parent(parent_fd, parent)
@@ -301,7 +301,7 @@ class CredentialCache:
             except OSError as error:
                 raise _UnsafeDirectoryError(
                     f"it cannot be created ({_describe(error)}). "
-                    "Point GITLAB_BOTOCORE_CACHE at a directory you can create."
+                    f"Point {EnvVar.CACHE} at a directory you can create."
                 ) from None
             try:
                 dir_fd = os.open(
@@ -462,11 +462,11 @@ def _why_not_a_directory(parent_fd: int, name: str, error: OSError) -> str:
         return (
             "it is a symbolic link, and the cache never follows one (it could lead the "
             "credentials into a directory someone else chose). Remove the link, or point "
-            "GITLAB_BOTOCORE_CACHE at a directory that no other user or job can create first."
+            f"{EnvVar.CACHE} at a directory that no other user or job can create first."
         )
     if not stat.S_ISDIR(info.st_mode):
         kind = "a file" if stat.S_ISREG(info.st_mode) else _kind(info)
-        return f"it is {kind}, not a directory. Point GITLAB_BOTOCORE_CACHE elsewhere."
+        return f"it is {kind}, not a directory. Point {EnvVar.CACHE} elsewhere."
     return f"it cannot be opened ({_describe(error)})."
 
 
@@ -475,7 +475,7 @@ def _check_directory(dir_fd: int, path: str, created: bool) -> None:
     if info.st_uid != os.geteuid():
         raise _UnsafeDirectoryError(
             f"it is owned by uid {info.st_uid}, not by the current user (uid {os.geteuid()}). "
-            "Point GITLAB_BOTOCORE_CACHE at a directory of your own."
+            f"Point {EnvVar.CACHE} at a directory of your own."
         )
     mode = stat.S_IMODE(info.st_mode)
     if created and mode != DIRECTORY_MODE and not mode & 0o077:
@@ -485,7 +485,7 @@ def _check_directory(dir_fd: int, path: str, created: bool) -> None:
     if mode != DIRECTORY_MODE:
         raise _UnsafeDirectoryError(
             f"its mode is {mode:04o}; it must be exactly 0700 (owner only). "
-            f"Run `chmod 700 {path}` or point GITLAB_BOTOCORE_CACHE at a private directory."
+            f"Run `chmod 700 {path}` or point {EnvVar.CACHE} at a private directory."
         )
 
 

@@ -499,22 +499,23 @@ KEYWORDS: dict[str, Setting] = {row.keyword: row for row in SETTINGS if row.keyw
 
 
 class Overrides(TypedDict, total=False):
-    """``register()``'s keywords (one per row of :data:`SETTINGS` that has one)."""
+    """``register()``'s keywords (one per row of :data:`SETTINGS` that has one); ``None``
+    is the same as leaving a keyword out."""
 
-    role_arn: str
-    token_variable: str
-    role_session_name: str
-    duration_seconds: int
-    policy: str
-    policy_arns: Sequence[str]
-    retry_budget_seconds: float
-    chain_role_arns: Sequence[str]
-    allowed_account_ids: Sequence[str]
-    audiences: Sequence[str]
-    require: bool
-    cache: str
-    region: str
-    endpoint_url: str
+    role_arn: str | None
+    token_variable: str | None
+    role_session_name: str | None
+    duration_seconds: int | None
+    policy: str | None
+    policy_arns: Sequence[str] | None
+    retry_budget_seconds: float | None
+    chain_role_arns: Sequence[str] | None
+    allowed_account_ids: Sequence[str] | None
+    audiences: Sequence[str] | None
+    require: bool | None
+    cache: str | None
+    region: str | None
+    endpoint_url: str | None
 
 
 def check_keywords(overrides: Mapping[str, Any]) -> dict[str, Any]:
