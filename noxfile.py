@@ -1,6 +1,6 @@
 """The version matrix: ``nox`` (or ``make matrix``) runs every session below.
 
-* ``oldest``: the floor in pyproject.toml (botocore 1.27.12, boto3 1.24.12) on the
+* ``oldest``: the floor in pyproject.toml (botocore 1.31.16, boto3 1.28.16) on the
   oldest supported Python.
 * ``newest``: the newest botocore and boto3 on the newest Python here (3.13 or 3.12,
   else the one running nox). It builds the sdist, installs the package from it and runs
@@ -32,7 +32,7 @@ nox.options.reuse_venv = "yes"  # pins are re-applied on every run; CI starts fr
 OLDEST_PYTHON = "3.9"
 NEWEST_PYTHONS = ("3.13", "3.12")
 AIOBOTOCORE_PYTHON = "3.11"
-OLDEST_PINS = ("botocore==1.27.12", "boto3==1.24.12")
+OLDEST_PINS = ("botocore==1.31.16", "boto3==1.28.16")
 AIOBOTOCORE_EXTRAS = ("aiobotocore[httpx2]", "trio")  # the anyio backend on trio, too
 EXTRAS = "[testing,django]"
 DEV = tuple(nox.project.dependency_groups(nox.project.load_toml("pyproject.toml"), "dev"))

@@ -58,7 +58,7 @@ from .exchange import IssuedCredentials
 from .id_token import IdToken
 from .redaction import redact_in_logs
 from .refresh import ADVISORY_REFRESH_SECONDS
-from .settings import MAX_DURATION_SECONDS, Settings
+from .settings import MAX_DURATION_SECONDS, EnvVar, Settings, sts_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -107,20 +107,14 @@ _warned_lock = threading.Lock()
 def cache_key(settings: Settings, token: IdToken) -> str:
     """The file name stem for these settings and this token: a SHA-256, hex.
 
-    Covers everything that changes what STS would return: the token (raw), role,
-    session name, duration, policies, chained roles, region, endpoint and the CI job id.
+    Covers everything that changes what STS would return: the token (raw), the CI job
+    id and the settings marked as STS inputs in their table (role, session name,
+    duration, policies, chained roles, region, endpoint override).
     """
     material = {
+        **sts_inputs(settings),
         "version": FORMAT_VERSION,
         "token": token.raw,
-        "role_arn": settings.role_arn,
-        "role_session_name": settings.role_session_name,
-        "duration_seconds": settings.duration_seconds,
-        "policy": settings.policy,
-        "policy_arns": list(settings.policy_arns),
-        "chain_role_arns": list(settings.chain_role_arns),
-        "region": settings.region,
-        "endpoint_url": settings.endpoint_url,
         "job_id": token.job_id,
     }
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
@@ -285,7 +279,7 @@ class CredentialCache:
         parent, name = os.path.split(self.directory)
         if name in ("", ".", ".."):
             raise _UnsafeDirectoryError(
-                "it names no directory of its own. Set GITLAB_BOTOCORE_CACHE to one."
+                f"it names no directory of its own. Set {EnvVar.CACHE} to one."
             )
         try:
             # The parents may be links (``~/.cache`` on another disk); the last component,
@@ -295,7 +289,7 @@ class CredentialCache:
         except OSError as error:
             raise _UnsafeDirectoryError(
                 f"its parent directory cannot be used ({_describe(error)}). "
-                "Point GITLAB_BOTOCORE_CACHE at a directory of your own."
+                f"Point {EnvVar.CACHE} at a directory of your own."
             ) from None
         try:
             _check_parent(parent_fd, parent)
@@ -310,7 +304,7 @@ class CredentialCache:
             except OSError as error:
                 raise _UnsafeDirectoryError(
                     f"it cannot be created ({_describe(error)}). "
-                    "Point GITLAB_BOTOCORE_CACHE at a directory you can create."
+                    f"Point {EnvVar.CACHE} at a directory you can create."
                 ) from None
             try:
                 dir_fd = os.open(
@@ -471,11 +465,11 @@ def _why_not_a_directory(parent_fd: int, name: str, error: OSError) -> str:
         return (
             "it is a symbolic link, and the cache never follows one (it could lead the "
             "credentials into a directory someone else chose). Remove the link, or point "
-            "GITLAB_BOTOCORE_CACHE at a directory that no other user or job can create first."
+            f"{EnvVar.CACHE} at a directory that no other user or job can create first."
         )
     if not stat.S_ISDIR(info.st_mode):
         kind = "a file" if stat.S_ISREG(info.st_mode) else _kind(info)
-        return f"it is {kind}, not a directory. Point GITLAB_BOTOCORE_CACHE elsewhere."
+        return f"it is {kind}, not a directory. Point {EnvVar.CACHE} elsewhere."
     return f"it cannot be opened ({_describe(error)})."
 
 
@@ -484,7 +478,7 @@ def _check_directory(dir_fd: int, path: str, created: bool) -> None:
     if info.st_uid != os.geteuid():
         raise _UnsafeDirectoryError(
             f"it is owned by uid {info.st_uid}, not by the current user (uid {os.geteuid()}). "
-            "Point GITLAB_BOTOCORE_CACHE at a directory of your own."
+            f"Point {EnvVar.CACHE} at a directory of your own."
         )
     mode = stat.S_IMODE(info.st_mode)
     if created and mode != DIRECTORY_MODE and not mode & 0o077:
@@ -494,7 +488,7 @@ def _check_directory(dir_fd: int, path: str, created: bool) -> None:
     if mode != DIRECTORY_MODE:
         raise _UnsafeDirectoryError(
             f"its mode is {mode:04o}; it must be exactly 0700 (owner only). "
-            f"Run `chmod 700 {path}` or point GITLAB_BOTOCORE_CACHE at a private directory."
+            f"Run `chmod 700 {path}` or point {EnvVar.CACHE} at a private directory."
         )
 
 

@@ -243,11 +243,17 @@ class STSExchange:
                 **credentials,
             )
         except (BotoCoreError, ValueError) as error:
+            endpoint = (
+                f"the 'endpoint_url' argument ({self.settings.endpoint_url!r})"
+                if self.settings.endpoint_url
+                else f"{EnvVar.ENDPOINT_URL_STS}, {EnvVar.ENDPOINT_URL} or the profile's "
+                "'endpoint_url' and 'services'"
+            )
             raise ConfigurationError(
-                f"Cannot make an STS client for region {self.settings.region!r} and "
-                f"endpoint {self.settings.endpoint_url!r}: {error}. Check the region "
-                f"({EnvVar.REGION}, AWS_DEFAULT_REGION) and {EnvVar.ENDPOINT_URL_STS}.",
-                setting="region",
+                f"Cannot make an STS client for region {self.settings.region!r}: {error}. "
+                f"Check the region ({EnvVar.DEFAULT_REGION}, {EnvVar.REGION}) and the "
+                f"endpoint: {endpoint}.",
+                setting="endpoint_url" if self.settings.endpoint_url else "region",
             ) from error
 
 

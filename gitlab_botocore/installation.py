@@ -12,12 +12,15 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import botocore
 import botocore.credentials
 
-from .settings import METHOD
+from .settings import METHOD, Overrides, check_keywords
+
+if TYPE_CHECKING:  # typing_extensions is not a runtime dependency (Python 3.9)
+    from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
 
@@ -74,53 +77,19 @@ def is_installed() -> bool:
     return _installed
 
 
-def register(
-    session: Any,
-    *,
-    role_arn: str | None = None,
-    token_variable: str | None = None,
-    role_session_name: str | None = None,
-    duration_seconds: int | None = None,
-    policy: str | None = None,
-    policy_arns: list[str] | None = None,
-    region: str | None = None,
-    endpoint_url: str | None = None,
-    retry_budget_seconds: float | None = None,
-    chain_role_arns: list[str] | None = None,
-    cache: str | None = None,
-    audiences: list[str] | None = None,
-    allowed_account_ids: list[str] | None = None,
-    require: bool | None = None,
-) -> None:
+def register(session: Any, **overrides: Unpack[Overrides]) -> None:
     """Add the provider to one session (botocore or boto3), with overrides that win over
     the environment and the config file.
 
-    Each keyword matches a setting (``audiences``: ``GITLAB_BOTOCORE_AUDIENCES``;
-    ``allowed_account_ids``: ``GITLAB_BOTOCORE_ALLOWED_ACCOUNT_IDS``; ``require``:
-    ``GITLAB_BOTOCORE_REQUIRE``; see docs/provider-chain.md).
-    Call it before the session's credentials are first used. Invalid overrides raise
-    :class:`~gitlab_botocore.ConfigurationError` when credentials are resolved.
+    Each keyword overrides one setting (see ``gitlab_botocore.settings.SETTINGS`` and
+    docs/configuration.md); ``None`` is the same as leaving it out. Call it before the
+    session's credentials are first used. An unknown keyword raises ``TypeError`` here;
+    invalid values raise :class:`~gitlab_botocore.ConfigurationError` when credentials
+    are resolved.
     """
+    checked = check_keywords(overrides)
     botocore_session = getattr(session, "_session", session)  # boto3.Session wraps one
-    overrides = {
-        "role_arn": role_arn,
-        "token_variable": token_variable,
-        "role_session_name": role_session_name,
-        "duration_seconds": duration_seconds,
-        "policy": policy,
-        "policy_arns": policy_arns,
-        "region": region,
-        "endpoint_url": endpoint_url,
-        "retry_budget_seconds": retry_budget_seconds,
-        "chain_role_arns": chain_role_arns,
-        "cache": cache,
-        "audiences": audiences,
-        "allowed_account_ids": allowed_account_ids,
-        "require": require,
-    }
-    _wrap_credential_provider(
-        botocore_session, {k: v for k, v in overrides.items() if v is not None}
-    )
+    _wrap_credential_provider(botocore_session, checked)
 
 
 def _adopt_boto3_default_session() -> None:

@@ -1,9 +1,12 @@
-"""What to do: every setting, resolved and validated in one place.
+"""What to do: every setting, declared once in a table, resolved and validated here.
 
-Precedence, highest first: keyword overrides given to ``register()``; the
-environment (skipped when code selects a profile explicitly, as botocore does);
-the selected profile of the AWS config file. No other module reads the
-environment for configuration.
+:data:`SETTINGS` has one row per setting (like botocore's ``configprovider.py``):
+its :class:`Settings` field, environment variables, AWS config profile key,
+``register()`` keyword, converter and help. Precedence, highest first: keyword
+overrides given to ``register()``; the environment (skipped when code selects a
+profile explicitly, as botocore does, except for rows marked ``always_env``); the
+selected profile of the AWS config file. No other module reads the environment for
+configuration.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, TypedDict
 
 from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 
@@ -36,288 +39,6 @@ STS_AUDIENCE = "sts.amazonaws.com"
 """The audience AWS's own documentation uses for web identity tokens."""
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
-
-
-class EnvVar:
-    """Names of every environment variable the library reads."""
-
-    DISABLE = "GITLAB_BOTOCORE_DISABLE"
-    REQUIRE = "GITLAB_BOTOCORE_REQUIRE"
-    ALLOWED_ACCOUNT_IDS = "GITLAB_BOTOCORE_ALLOWED_ACCOUNT_IDS"
-    AUDIENCES = "GITLAB_BOTOCORE_AUDIENCES"
-    ROLE_ARN = "AWS_ROLE_ARN"
-    TUTORIAL_ROLE_ARN = "ROLE_ARN"
-    TOKEN_VARIABLE = "GITLAB_BOTOCORE_TOKEN_VARIABLE"
-    ROLE_SESSION_NAME = "AWS_ROLE_SESSION_NAME"
-    DURATION_SECONDS = "GITLAB_BOTOCORE_DURATION_SECONDS"
-    POLICY = "GITLAB_BOTOCORE_POLICY"
-    POLICY_ARNS = "GITLAB_BOTOCORE_POLICY_ARNS"
-    RETRY_BUDGET_SECONDS = "GITLAB_BOTOCORE_RETRY_BUDGET_SECONDS"
-    CHAIN_ROLE_ARNS = "GITLAB_BOTOCORE_CHAIN_ROLE_ARNS"
-    CACHE = "GITLAB_BOTOCORE_CACHE"
-    XDG_CACHE_HOME = "XDG_CACHE_HOME"
-    REGION = "AWS_REGION"
-    DEFAULT_REGION = "AWS_DEFAULT_REGION"  # the one botocore reads
-    PROFILE = "AWS_PROFILE"
-    ENDPOINT_URL_STS = "AWS_ENDPOINT_URL_STS"
-    ENDPOINT_URL = "AWS_ENDPOINT_URL"
-    IGNORE_CONFIGURED_ENDPOINT_URLS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
-    WEB_IDENTITY_TOKEN_FILE = "AWS_WEB_IDENTITY_TOKEN_FILE"
-    # Set by GitLab in every job.
-    GITLAB_CI = "GITLAB_CI"
-    CI_SERVER_URL = "CI_SERVER_URL"
-    CI_PROJECT_ID = "CI_PROJECT_ID"
-    CI_PIPELINE_ID = "CI_PIPELINE_ID"
-    CI_JOB_ID = "CI_JOB_ID"
-    # Where GitLab ID tokens are looked for, in order, when no variable is named.
-    AWS_ID_TOKEN = "AWS_ID_TOKEN"  # GitLab's AWS integration
-    GITLAB_OIDC_TOKEN = "GITLAB_OIDC_TOKEN"  # GitLab's AWS tutorial
-    LEGACY_JOB_JWT = "CI_JOB_JWT_V2"  # GitLab < 17, deprecated
-    LEGACY_JOB_JWT_V1 = "CI_JOB_JWT"
-
-
-class ProfileKey:
-    """Keys read from a profile of the AWS config file."""
-
-    ROLE_ARN = "gitlab_role_arn"
-    TOKEN_VARIABLE = "gitlab_token_variable"
-    ROLE_SESSION_NAME = "role_session_name"
-    DURATION_SECONDS = "duration_seconds"
-    POLICY = "gitlab_policy"
-    POLICY_ARNS = "gitlab_policy_arns"
-    RETRY_BUDGET_SECONDS = "gitlab_retry_budget_seconds"
-    CHAIN_ROLE_ARNS = "gitlab_chain_role_arns"
-    ALLOWED_ACCOUNT_IDS = "gitlab_allowed_account_ids"
-    AUDIENCES = "gitlab_audiences"
-    ENDPOINT_URL = "endpoint_url"
-    SERVICES = "services"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything needed to exchange a GitLab ID token for AWS credentials.
-
-    Equal settings (plus the same token) share one set of credentials per process.
-    """
-
-    role_arn: str
-    token_variable: str | None = None
-    """Variable holding the ID token; ``None`` means look in the usual places."""
-    role_session_name: str | None = None
-    """Already valid for STS; ``None`` means derive it from the token's job ids."""
-    duration_seconds: int = DEFAULT_DURATION_SECONDS
-    policy: str | None = None
-    policy_arns: tuple[str, ...] = ()
-    region: str | None = None
-    endpoint_url: str | None = None
-    ci_server_url: str | None = None
-    retry_budget_seconds: float = DEFAULT_RETRY_BUDGET_SECONDS
-    """How long transient STS failures are retried (never past the token's expiry)."""
-    chain_role_arns: tuple[str, ...] = ()
-    """Roles assumed in order with the previous role's credentials (role chaining)."""
-    cache_dir: str | None = None
-    """Directory of the opt-in cross-process credentials cache; ``None`` means off."""
-    audiences: tuple[str, ...] = ()
-    """Audiences, besides ``ci_server_url`` and ``sts.amazonaws.com``, that make an
-    auto-detected ID token one meant for AWS (``GITLAB_BOTOCORE_AUDIENCES``)."""
-    allowed_account_ids: tuple[str, ...] = ()
-    """Accounts the role and chained roles must belong to; empty means any."""
-    require: bool = False
-    """Fail instead of stepping aside when the role has no token (``GITLAB_BOTOCORE_REQUIRE``)."""
-    # What follows describes the job rather than the exchange: not part of equality.
-    role_source: str = field(default="", compare=False)
-    """Where the role came from (``AWS_ROLE_ARN``, a profile key...), for messages."""
-    defer_to_web_identity_file: str | None = field(default=None, compare=False)
-    """``AWS_WEB_IDENTITY_TOKEN_FILE`` when botocore's own web identity provider, not
-    this one, should use the role."""
-    in_gitlab_ci: bool = field(default=False, compare=False)
-    """``GITLAB_CI=true``: stepping aside deserves a warning, not a debug line."""
-
-
-def install_disabled(environ: Mapping[str, str]) -> bool:
-    """True when ``GITLAB_BOTOCORE_DISABLE`` asks ``import gitlab_botocore`` to do nothing."""
-    return environ.get(EnvVar.DISABLE, "").strip().lower() in _TRUE
-
-
-def settings_for_session(
-    session: Any, overrides: Mapping[str, Any], environ: Mapping[str, str]
-) -> Settings | None:
-    """The settings this provider acts on for one botocore session, or ``None`` when it
-    does not apply: no role, or the role belongs to botocore's ``AWS_WEB_IDENTITY_TOKEN_FILE``."""
-    settings = resolve_for_session(session, overrides, environ)
-    if settings is None or settings.defer_to_web_identity_file:
-        return None
-    return settings
-
-
-def resolve_for_session(
-    session: Any, overrides: Mapping[str, Any], environ: Mapping[str, str]
-) -> Settings | None:
-    """Resolve the settings for one botocore session, or ``None`` if no role is configured.
-
-    Unlike :func:`settings_for_session`, settings that defer to botocore's own web
-    identity provider are returned too, so that the provider can say so.
-    """
-    # boto3.Session(profile_name=...) sets the profile as an instance variable; botocore
-    # then ignores credential settings from the environment, and so do we.
-    profile_is_explicit = session.instance_variables().get("profile") is not None
-    return resolve_settings(
-        overrides=overrides,
-        environ=environ,
-        profile_config=session.get_scoped_config(),
-        full_config=session.full_config,
-        use_environment=not profile_is_explicit,
-        session_region=session.get_config_variable("region"),
-        ignore_configured_endpoints=bool(
-            session.get_config_variable("ignore_configured_endpoint_urls")
-        ),
-    )
-
-
-def resolve_settings(
-    *,
-    overrides: Mapping[str, Any],
-    environ: Mapping[str, str],
-    profile_config: Mapping[str, Any],
-    full_config: Mapping[str, Any] | None = None,
-    use_environment: bool = True,
-    session_region: str | None = None,
-    ignore_configured_endpoints: bool = False,
-) -> Settings | None:
-    """Build validated :class:`Settings`; ``None`` means "no role configured here".
-
-    The guards (``GITLAB_BOTOCORE_REQUIRE``, ``GITLAB_BOTOCORE_ALLOWED_ACCOUNT_IDS``) are
-    read from the environment even when code selects a profile: they protect the job,
-    whichever profile its code picks.
-    """
-    config_env = environ if use_environment else {}
-
-    def pick(
-        override: str,
-        env_names: tuple[str, ...],
-        profile_key: str | None,
-        env: Mapping[str, str] = config_env,
-    ) -> tuple[Any, str]:
-        """The first value found and where it came from, for error messages."""
-        if overrides.get(override) is not None:
-            return overrides[override], f"the {override!r} argument"
-        for name in env_names:
-            if env.get(name, "").strip():
-                return env[name].strip(), name
-        value = profile_config.get(profile_key) if profile_key else None
-        if value is not None and str(value).strip():
-            return str(value).strip(), f"{profile_key!r} in the AWS config profile"
-        return None, ""
-
-    require_value, require_source = pick("require", (EnvVar.REQUIRE,), None, environ)
-    require = _valid_flag(require_value, require_source)
-    role_arn, role_source = pick(
-        "role_arn", (EnvVar.ROLE_ARN, EnvVar.TUTORIAL_ROLE_ARN), ProfileKey.ROLE_ARN
-    )
-    if role_arn is None:
-        if require:
-            raise ConfigurationError(
-                f"{require_source} requires GitLab OIDC credentials, but no role is configured: "
-                f"set {EnvVar.ROLE_ARN} (or {ProfileKey.ROLE_ARN!r} in the AWS config profile) "
-                "to the IAM role the job should assume.",
-                setting=EnvVar.ROLE_ARN,
-            )
-        logger.debug(
-            "No role configured (%s, %s): not providing credentials.",
-            EnvVar.ROLE_ARN,
-            ProfileKey.ROLE_ARN,
-        )
-        return None
-    role_arn = _valid_role_arn(str(role_arn), role_source)
-    chain_role_arns, chain_source = pick(
-        "chain_role_arns", (EnvVar.CHAIN_ROLE_ARNS,), ProfileKey.CHAIN_ROLE_ARNS
-    )
-    chain = _valid_chain(chain_role_arns, chain_source)
-    allowed_value, allowed_source = pick(
-        "allowed_account_ids",
-        (EnvVar.ALLOWED_ACCOUNT_IDS,),
-        ProfileKey.ALLOWED_ACCOUNT_IDS,
-        environ,
-    )
-    allowed = _valid_account_ids(allowed_value, allowed_source)
-    for arn, source in [(role_arn, role_source)] + [(arn, chain_source) for arn in chain]:
-        _ensure_allowed_account(arn, source, allowed, allowed_source)
-
-    # botocore's web identity provider (after ours in the chain) reads the same
-    # AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE: that pair is botocore's, unless code
-    # passed the role to register() or the job requires GitLab credentials.
-    token_file = environ.get(EnvVar.WEB_IDENTITY_TOKEN_FILE, "").strip()
-    defer = bool(token_file and role_source == EnvVar.ROLE_ARN and not require)
-
-    token_variable, token_source = pick(
-        "token_variable", (EnvVar.TOKEN_VARIABLE,), ProfileKey.TOKEN_VARIABLE
-    )
-    session_name, _ = pick(
-        "role_session_name", (EnvVar.ROLE_SESSION_NAME,), ProfileKey.ROLE_SESSION_NAME
-    )
-    duration, duration_source = pick(
-        "duration_seconds", (EnvVar.DURATION_SECONDS,), ProfileKey.DURATION_SECONDS
-    )
-    policy, policy_source = pick("policy", (EnvVar.POLICY,), ProfileKey.POLICY)
-    policy_arns, policy_arns_source = pick(
-        "policy_arns", (EnvVar.POLICY_ARNS,), ProfileKey.POLICY_ARNS
-    )
-    retry_budget, retry_budget_source = pick(
-        "retry_budget_seconds", (EnvVar.RETRY_BUDGET_SECONDS,), ProfileKey.RETRY_BUDGET_SECONDS
-    )
-    audiences, _ = pick("audiences", (EnvVar.AUDIENCES,), ProfileKey.AUDIENCES)
-    # The region and endpoint are not credential settings: like botocore's clients, they
-    # follow the environment even when a profile is explicit.
-    region = overrides.get("region") or session_region or environ.get(EnvVar.REGION)
-    endpoint_url = overrides.get("endpoint_url") or (
-        None
-        if ignore_configured_endpoints
-        else _configured_sts_endpoint(environ, profile_config, full_config or {})
-    )
-
-    return Settings(
-        role_arn=role_arn,
-        token_variable=_valid_variable_name(token_variable, token_source),
-        role_session_name=(
-            sanitize_session_name(str(session_name))
-            if session_name is not None
-            else _session_name_from_job(environ)
-        ),
-        duration_seconds=_valid_duration(duration, duration_source),
-        policy=_valid_policy(policy, policy_source),
-        policy_arns=_valid_policy_arns(policy_arns, policy_arns_source),
-        region=_valid_region(region),
-        endpoint_url=_valid_endpoint_url(endpoint_url),
-        ci_server_url=environ.get(EnvVar.CI_SERVER_URL) or None,
-        retry_budget_seconds=_valid_retry_budget(retry_budget, retry_budget_source),
-        chain_role_arns=chain,
-        cache_dir=_cache_dir(overrides.get("cache"), environ),
-        audiences=_items(audiences),
-        allowed_account_ids=allowed,
-        require=require,
-        role_source=role_source,
-        defer_to_web_identity_file=token_file if defer else None,
-        in_gitlab_ci=environ.get(EnvVar.GITLAB_CI, "").strip().lower() == "true",
-    )
-
-
-def _configured_sts_endpoint(
-    environ: Mapping[str, str], profile_config: Mapping[str, Any], full_config: Mapping[str, Any]
-) -> str | None:
-    """The STS endpoint botocore's clients would use from the environment or config file."""
-    if environ.get(EnvVar.IGNORE_CONFIGURED_ENDPOINT_URLS, "").lower() == "true":
-        return None  # botocore then ignores both the environment and the config file
-    for name in (EnvVar.ENDPOINT_URL_STS, EnvVar.ENDPOINT_URL):
-        if environ.get(name):
-            return environ[name]
-    services_name = profile_config.get(ProfileKey.SERVICES)
-    if services_name:
-        services = full_config.get("services", {}).get(services_name, {})
-        sts_section = services.get("sts", {})
-        if isinstance(sts_section, Mapping) and sts_section.get(ProfileKey.ENDPOINT_URL):
-            return str(sts_section[ProfileKey.ENDPOINT_URL])
-    value = profile_config.get(ProfileKey.ENDPOINT_URL)
-    return str(value) if value else None
 
 
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$", re.ASCII)
@@ -450,16 +171,18 @@ def _ensure_allowed_account(
     )
 
 
-def _cache_dir(override: Any, environ: Mapping[str, str]) -> str | None:
-    """``GITLAB_BOTOCORE_CACHE``: off by default; ``1`` for the user's cache directory,
-    or a directory path. The keyword override ``cache`` takes the same values."""
-    value = str(override if override is not None else environ.get(EnvVar.CACHE, "")).strip()
-    if value.lower() in {"", "0", "false", "no", "off"}:
+def _cache_dir(value: Any, environ: Mapping[str, str]) -> str | None:
+    """Off by default; ``1`` for the user's cache directory, or a directory path."""
+    text = str(value if value is not None else "").strip()
+    if text.lower() in _FALSE:
         return None
-    if value.lower() in {"1", "true", "yes", "on"}:
-        base = environ.get(EnvVar.XDG_CACHE_HOME) or os.path.join(os.path.expanduser("~"), ".cache")
+    if text.lower() in _TRUE:
+        # The XDG base directory spec: a relative XDG_CACHE_HOME is invalid, ignore it.
+        base = environ.get(EnvVar.XDG_CACHE_HOME, "")
+        if not os.path.isabs(base):
+            base = os.path.join(os.path.expanduser("~"), ".cache")
         return os.path.join(base, "gitlab-botocore")
-    return os.path.abspath(os.path.expanduser(value))
+    return os.path.abspath(os.path.expanduser(text))
 
 
 def _valid_retry_budget(value: Any, source: str) -> float:
@@ -521,19 +244,19 @@ def _valid_policy_arns(value: Any, source: str) -> tuple[str, ...]:
     return arns
 
 
-def _valid_region(value: Any) -> str | None:
+def _valid_region(value: Any, source: str) -> str | None:
     if not value:
         return None
     if not isinstance(value, str) or not _REGION.match(value):
         raise ConfigurationError(
-            f"The AWS region {value!r} is not a region name such as 'eu-west-1'. Check "
-            f"{EnvVar.REGION}, AWS_DEFAULT_REGION or the profile's 'region'.",
-            setting="region",
+            f"The AWS region {value!r} ({source}) is not a region name such as 'eu-west-1'. "
+            f"Check {EnvVar.DEFAULT_REGION}, {EnvVar.REGION} or the profile's 'region'.",
+            setting=source,
         )
     return value
 
 
-def _valid_endpoint_url(value: Any) -> str | None:
+def _valid_endpoint_url(value: Any, source: str) -> str | None:
     if not value:
         return None
     if (
@@ -542,8 +265,491 @@ def _valid_endpoint_url(value: Any) -> str | None:
         or not (is_valid_endpoint_url(value) or is_valid_ipv6_endpoint_url(value))
     ):
         raise ConfigurationError(
-            f"The STS endpoint {value!r} is not an http(s) URL. Check "
-            f"{EnvVar.ENDPOINT_URL_STS}, {EnvVar.ENDPOINT_URL} or the profile's 'endpoint_url'.",
-            setting="endpoint_url",
+            f"{source} must be an http(s) URL, such as 'https://sts.eu-west-1.amazonaws.com'; "
+            f"got {value!r}.",
+            setting=source,
         )
     return value
+
+
+class Setting:
+    """One row of :data:`SETTINGS`: where one setting comes from and how it is checked.
+
+    ``field`` is the :class:`Settings` field; ``keyword`` the ``register()`` keyword and
+    ``cli`` the command line's option, if any; ``env`` the environment variables, first
+    found wins; ``profile_key`` the key of the AWS config profile. ``convert(value,
+    source, environ)`` validates a raw value (``None`` when nothing set it) and returns
+    the field's value; ``source`` names where the value came from, for error messages.
+    """
+
+    __slots__ = (
+        "always_env",
+        "cli",
+        "cli_type",
+        "convert",
+        "env",
+        "field",
+        "help",
+        "keyword",
+        "profile_key",
+        "sts_input",
+    )
+
+    def __init__(
+        self,
+        field: str,
+        *,
+        env: tuple[str, ...] = (),
+        profile_key: str | None = None,
+        keyword: str | None = "",
+        convert: Converter,
+        help: str,
+        cli: str | None = None,
+        cli_type: Callable[[str], Any] = str,
+        always_env: bool = False,
+        sts_input: bool = False,
+    ) -> None:
+        self.field = field
+        self.env = env
+        self.profile_key = profile_key
+        self.keyword = field if keyword == "" else keyword
+        """``None``: not a ``register()`` keyword."""
+        self.convert = convert
+        self.help = help
+        self.cli = cli
+        self.cli_type = cli_type
+        self.always_env = always_env
+        """Read from the environment even when code selects a profile: a guard that
+        protects the job whichever profile its code picks, or a fact about the job."""
+        self.sts_input = sts_input
+        """Changes what STS returns: part of the cache key."""
+
+    def __repr__(self) -> str:
+        return f"Setting({self.field!r})"
+
+    @property
+    def env_name(self) -> str:
+        """The setting's (first) environment variable."""
+        return self.env[0]
+
+
+Converter = Callable[[Any, str, "Mapping[str, str]"], Any]
+
+
+def _ignoring_environ(check: Callable[[Any, str], Any]) -> Converter:
+    return lambda value, source, _environ: check(value, source)
+
+
+def _convert_session_name(value: Any, _source: str, environ: Mapping[str, str]) -> str | None:
+    if value is None:
+        return _session_name_from_job(environ)
+    return sanitize_session_name(str(value))
+
+
+def _convert_text(value: Any, _source: str, _environ: Mapping[str, str]) -> str | None:
+    return str(value) if value else None
+
+
+ROLE_ARN_ROW = Setting(
+    "role_arn",
+    env=("AWS_ROLE_ARN", "ROLE_ARN"),
+    profile_key="gitlab_role_arn",
+    convert=_ignoring_environ(lambda value, source: _valid_role_arn(str(value), source)),
+    help="role to assume (required)",
+    cli="--role-arn",
+    sts_input=True,
+)
+TOKEN_VARIABLE_ROW = Setting(
+    "token_variable",
+    env=("GITLAB_BOTOCORE_TOKEN_VARIABLE",),
+    profile_key="gitlab_token_variable",
+    convert=_ignoring_environ(_valid_variable_name),
+    help="variable holding the ID token",
+    cli="--token-variable",
+)
+ROLE_SESSION_NAME_ROW = Setting(
+    "role_session_name",
+    env=("AWS_ROLE_SESSION_NAME",),
+    profile_key="role_session_name",
+    convert=_convert_session_name,
+    help="role session name",
+    cli="--session-name",
+    sts_input=True,
+)
+DURATION_SECONDS_ROW = Setting(
+    "duration_seconds",
+    env=("GITLAB_BOTOCORE_DURATION_SECONDS",),
+    profile_key="duration_seconds",
+    convert=_ignoring_environ(_valid_duration),
+    help=f"{MIN_DURATION_SECONDS} to {MAX_DURATION_SECONDS} (default {DEFAULT_DURATION_SECONDS})",
+    cli="--duration-seconds",
+    cli_type=int,
+    sts_input=True,
+)
+POLICY_ROW = Setting(
+    "policy",
+    env=("GITLAB_BOTOCORE_POLICY",),
+    profile_key="gitlab_policy",
+    convert=_ignoring_environ(_valid_policy),
+    help="inline session policy (JSON)",
+    sts_input=True,
+)
+POLICY_ARNS_ROW = Setting(
+    "policy_arns",
+    env=("GITLAB_BOTOCORE_POLICY_ARNS",),
+    profile_key="gitlab_policy_arns",
+    convert=_ignoring_environ(_valid_policy_arns),
+    help="managed session policy ARNs",
+    sts_input=True,
+)
+RETRY_BUDGET_SECONDS_ROW = Setting(
+    "retry_budget_seconds",
+    env=("GITLAB_BOTOCORE_RETRY_BUDGET_SECONDS",),
+    profile_key="gitlab_retry_budget_seconds",
+    convert=_ignoring_environ(_valid_retry_budget),
+    help="how long transient STS failures are retried, seconds",
+)
+CHAIN_ROLE_ARNS_ROW = Setting(
+    "chain_role_arns",
+    env=("GITLAB_BOTOCORE_CHAIN_ROLE_ARNS",),
+    profile_key="gitlab_chain_role_arns",
+    convert=_ignoring_environ(_valid_chain),
+    help="roles to assume next, in order (role chaining)",
+    sts_input=True,
+)
+ALLOWED_ACCOUNT_IDS_ROW = Setting(
+    "allowed_account_ids",
+    env=("GITLAB_BOTOCORE_ALLOWED_ACCOUNT_IDS",),
+    profile_key="gitlab_allowed_account_ids",
+    convert=_ignoring_environ(_valid_account_ids),
+    help="accounts whose roles may be assumed",
+    always_env=True,
+)
+AUDIENCES_ROW = Setting(
+    "audiences",
+    env=("GITLAB_BOTOCORE_AUDIENCES",),
+    profile_key="gitlab_audiences",
+    convert=_ignoring_environ(lambda value, _source: _items(value)),
+    help="extra audiences that mark an auto-detected ID token as meant for AWS",
+)
+REQUIRE_ROW = Setting(
+    "require",
+    env=("GITLAB_BOTOCORE_REQUIRE",),
+    convert=_ignoring_environ(_valid_flag),
+    help="fail instead of stepping aside when there is no role or no token",
+    always_env=True,
+)
+CACHE_ROW = Setting(
+    "cache_dir",
+    env=("GITLAB_BOTOCORE_CACHE",),
+    keyword="cache",
+    convert=lambda value, source, environ: _cache_dir(value, environ),
+    help="credentials cache shared by the job's processes: 1, or a directory",
+    always_env=True,
+)
+REGION_ROW = Setting(
+    "region",
+    env=("AWS_REGION",),
+    convert=_ignoring_environ(_valid_region),
+    help="STS region",
+    cli="--region",
+    # Not a credential setting: like botocore's clients, it follows the environment even
+    # when a profile is explicit. The session's own region comes first (see resolve_settings).
+    always_env=True,
+    sts_input=True,
+)
+ENDPOINT_URL_ROW = Setting(
+    "endpoint_url",
+    # Only as a keyword: the session's STS client honours AWS_ENDPOINT_URL(_STS) and the
+    # config file's endpoint settings itself.
+    convert=_ignoring_environ(_valid_endpoint_url),
+    help="STS endpoint, instead of the one the session's clients would use",
+    sts_input=True,
+)
+CI_SERVER_URL_ROW = Setting(
+    "ci_server_url",
+    env=("CI_SERVER_URL",),  # set by GitLab in every job
+    keyword=None,
+    convert=_convert_text,
+    help="the GitLab instance, an expected issuer and audience of the ID token",
+    always_env=True,
+)
+
+SETTINGS: tuple[Setting, ...] = (
+    ROLE_ARN_ROW,
+    TOKEN_VARIABLE_ROW,
+    ROLE_SESSION_NAME_ROW,
+    DURATION_SECONDS_ROW,
+    POLICY_ROW,
+    POLICY_ARNS_ROW,
+    RETRY_BUDGET_SECONDS_ROW,
+    CHAIN_ROLE_ARNS_ROW,
+    ALLOWED_ACCOUNT_IDS_ROW,
+    AUDIENCES_ROW,
+    REQUIRE_ROW,
+    CACHE_ROW,
+    REGION_ROW,
+    ENDPOINT_URL_ROW,
+    CI_SERVER_URL_ROW,
+)
+"""Every setting, once: the environment names, profile keys, ``register()`` keywords,
+command line options and cache key derive from these rows."""
+KEYWORDS: dict[str, Setting] = {row.keyword: row for row in SETTINGS if row.keyword}
+"""``register()``'s keywords and the setting each one overrides."""
+
+
+class Overrides(TypedDict, total=False):
+    """``register()``'s keywords (one per row of :data:`SETTINGS` that has one); ``None``
+    is the same as leaving a keyword out."""
+
+    role_arn: str | None
+    token_variable: str | None
+    role_session_name: str | None
+    duration_seconds: int | None
+    policy: str | None
+    policy_arns: Sequence[str] | None
+    retry_budget_seconds: float | None
+    chain_role_arns: Sequence[str] | None
+    allowed_account_ids: Sequence[str] | None
+    audiences: Sequence[str] | None
+    require: bool | None
+    cache: str | None
+    region: str | None
+    endpoint_url: str | None
+
+
+def check_keywords(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` without ``None`` values; a ``TypeError`` for an unknown keyword, as
+    Python raises for a function without ``**kwargs``."""
+    unknown = sorted(set(overrides) - set(KEYWORDS))
+    if unknown:
+        raise TypeError(
+            f"register() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"it takes {', '.join(KEYWORDS)}."
+        )
+    return {key: value for key, value in overrides.items() if value is not None}
+
+
+class EnvVar:
+    """Names of every environment variable the library reads.
+
+    The settings' names come from their rows of :data:`SETTINGS`.
+    """
+
+    ROLE_ARN = ROLE_ARN_ROW.env[0]
+    TUTORIAL_ROLE_ARN = ROLE_ARN_ROW.env[1]
+    TOKEN_VARIABLE = TOKEN_VARIABLE_ROW.env_name
+    ROLE_SESSION_NAME = ROLE_SESSION_NAME_ROW.env_name
+    DURATION_SECONDS = DURATION_SECONDS_ROW.env_name
+    POLICY = POLICY_ROW.env_name
+    POLICY_ARNS = POLICY_ARNS_ROW.env_name
+    RETRY_BUDGET_SECONDS = RETRY_BUDGET_SECONDS_ROW.env_name
+    CHAIN_ROLE_ARNS = CHAIN_ROLE_ARNS_ROW.env_name
+    ALLOWED_ACCOUNT_IDS = ALLOWED_ACCOUNT_IDS_ROW.env_name
+    AUDIENCES = AUDIENCES_ROW.env_name
+    REQUIRE = REQUIRE_ROW.env_name
+    CACHE = CACHE_ROW.env_name
+    REGION = REGION_ROW.env_name
+    CI_SERVER_URL = CI_SERVER_URL_ROW.env_name
+    DISABLE = "GITLAB_BOTOCORE_DISABLE"
+    XDG_CACHE_HOME = "XDG_CACHE_HOME"
+    DEFAULT_REGION = "AWS_DEFAULT_REGION"  # the one botocore reads
+    PROFILE = "AWS_PROFILE"
+    # Read by botocore's clients, named in our messages.
+    ENDPOINT_URL_STS = "AWS_ENDPOINT_URL_STS"
+    ENDPOINT_URL = "AWS_ENDPOINT_URL"
+    WEB_IDENTITY_TOKEN_FILE = "AWS_WEB_IDENTITY_TOKEN_FILE"
+    # Set by GitLab in every job.
+    GITLAB_CI = "GITLAB_CI"
+    CI_PROJECT_ID = "CI_PROJECT_ID"
+    CI_PIPELINE_ID = "CI_PIPELINE_ID"
+    CI_JOB_ID = "CI_JOB_ID"
+    # Where GitLab ID tokens are looked for, in order, when no variable is named.
+    AWS_ID_TOKEN = "AWS_ID_TOKEN"  # GitLab's AWS integration
+    GITLAB_OIDC_TOKEN = "GITLAB_OIDC_TOKEN"  # GitLab's AWS tutorial
+    LEGACY_JOB_JWT = "CI_JOB_JWT_V2"  # GitLab < 17, deprecated
+    LEGACY_JOB_JWT_V1 = "CI_JOB_JWT"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything needed to exchange a GitLab ID token for AWS credentials.
+
+    Equal settings (plus the same token) share one set of credentials per process.
+    Each field but the last three has its row in :data:`SETTINGS`.
+    """
+
+    role_arn: str
+    token_variable: str | None = None
+    """Variable holding the ID token; ``None`` means look in the usual places."""
+    role_session_name: str | None = None
+    """Already valid for STS; ``None`` means derive it from the token's job ids."""
+    duration_seconds: int = DEFAULT_DURATION_SECONDS
+    policy: str | None = None
+    policy_arns: tuple[str, ...] = ()
+    region: str | None = None
+    endpoint_url: str | None = None
+    """The ``endpoint_url`` keyword only; ``None`` leaves the endpoint to the session."""
+    ci_server_url: str | None = None
+    retry_budget_seconds: float = DEFAULT_RETRY_BUDGET_SECONDS
+    """How long transient STS failures are retried (never past the token's expiry)."""
+    chain_role_arns: tuple[str, ...] = ()
+    """Roles assumed in order with the previous role's credentials (role chaining)."""
+    cache_dir: str | None = None
+    """Directory of the opt-in cross-process credentials cache; ``None`` means off."""
+    audiences: tuple[str, ...] = ()
+    """Audiences, besides ``ci_server_url`` and ``sts.amazonaws.com``, that make an
+    auto-detected ID token one meant for AWS."""
+    allowed_account_ids: tuple[str, ...] = ()
+    """Accounts the role and chained roles must belong to; empty means any."""
+    require: bool = False
+    """Fail instead of stepping aside when the role has no token."""
+    # What follows describes the job rather than the exchange: not part of equality.
+    role_source: str = field(default="", compare=False)
+    """Where the role came from (an environment variable, a profile key...), for messages."""
+    defer_to_web_identity_file: str | None = field(default=None, compare=False)
+    """The web identity token file when botocore's own web identity provider, not
+    this one, should use the role."""
+    in_gitlab_ci: bool = field(default=False, compare=False)
+    """``GITLAB_CI=true``: stepping aside deserves a warning, not a debug line."""
+
+
+def sts_inputs(settings: Settings) -> dict[str, Any]:
+    """The settings that change what STS returns (rows marked ``sts_input``), by field."""
+    return {
+        row.field: list(value) if isinstance(value, tuple) else value
+        for row in SETTINGS
+        if row.sts_input
+        for value in [getattr(settings, row.field)]
+    }
+
+
+def install_disabled(environ: Mapping[str, str]) -> bool:
+    """True when ``GITLAB_BOTOCORE_DISABLE`` asks ``import gitlab_botocore`` to do nothing."""
+    return environ.get(EnvVar.DISABLE, "").strip().lower() in _TRUE
+
+
+def settings_for_session(
+    session: Any, overrides: Mapping[str, Any], environ: Mapping[str, str]
+) -> Settings | None:
+    """The settings this provider acts on for one botocore session, or ``None`` when it
+    does not apply: no role, or the role belongs to botocore's web identity token file."""
+    settings = resolve_for_session(session, overrides, environ)
+    if settings is None or settings.defer_to_web_identity_file:
+        return None
+    return settings
+
+
+def resolve_for_session(
+    session: Any, overrides: Mapping[str, Any], environ: Mapping[str, str]
+) -> Settings | None:
+    """Resolve the settings for one botocore session, or ``None`` if no role is configured.
+
+    Unlike :func:`settings_for_session`, settings that defer to botocore's own web
+    identity provider are returned too, so that the provider can say so.
+    """
+    # boto3.Session(profile_name=...) sets the profile as an instance variable; botocore
+    # then ignores credential settings from the environment, and so do we.
+    profile_is_explicit = session.instance_variables().get("profile") is not None
+    return resolve_settings(
+        overrides=overrides,
+        environ=environ,
+        profile_config=session.get_scoped_config(),
+        use_environment=not profile_is_explicit,
+        session_region=session.get_config_variable("region"),
+    )
+
+
+def lookup(
+    row: Setting,
+    *,
+    overrides: Mapping[str, Any],
+    environ: Mapping[str, str],
+    profile_config: Mapping[str, Any],
+    use_environment: bool = True,
+) -> tuple[Any, str]:
+    """The raw value of one setting and where it came from (for error messages), or
+    ``(None, "")``: the keyword, else the environment (unless a profile is explicit and
+    the row is not ``always_env``), else the profile."""
+    if row.keyword and overrides.get(row.keyword) is not None:
+        return overrides[row.keyword], f"the {row.keyword!r} argument"
+    if use_environment or row.always_env:
+        for name in row.env:
+            if environ.get(name, "").strip():
+                return environ[name].strip(), name
+    value = profile_config.get(row.profile_key) if row.profile_key else None
+    if value is not None and str(value).strip():
+        return str(value).strip(), f"{row.profile_key!r} in the AWS config profile"
+    return None, ""
+
+
+def resolve_settings(
+    *,
+    overrides: Mapping[str, Any],
+    environ: Mapping[str, str],
+    profile_config: Mapping[str, Any],
+    use_environment: bool = True,
+    session_region: str | None = None,
+) -> Settings | None:
+    """Build validated :class:`Settings`; ``None`` means "no role configured here".
+
+    The guards (``require``, ``allowed_account_ids``) are read from the environment even
+    when code selects a profile: they protect the job, whichever profile its code picks.
+    """
+    found = {
+        row.field: lookup(
+            row,
+            overrides=overrides,
+            environ=environ,
+            profile_config=profile_config,
+            use_environment=use_environment,
+        )
+        for row in SETTINGS
+    }
+    if session_region and overrides.get(REGION_ROW.field) is None:
+        # The session's region (AWS_DEFAULT_REGION, the profile's region) comes before
+        # AWS_REGION, which botocore does not read.
+        found[REGION_ROW.field] = (session_region, "the session's region")
+
+    def convert(row: Setting) -> Any:
+        value, source = found[row.field]
+        return row.convert(value, source, environ)
+
+    require = convert(REQUIRE_ROW)
+    role_arn, role_source = found[ROLE_ARN_ROW.field]
+    if role_arn is None:
+        if require:
+            raise ConfigurationError(
+                f"{found[REQUIRE_ROW.field][1]} requires GitLab OIDC credentials, but no role is "
+                f"configured: set {EnvVar.ROLE_ARN} (or {ROLE_ARN_ROW.profile_key!r} in the AWS "
+                "config profile) to the IAM role the job should assume.",
+                setting=EnvVar.ROLE_ARN,
+            )
+        logger.debug(
+            "No role configured (%s, %s): not providing credentials.",
+            EnvVar.ROLE_ARN,
+            ROLE_ARN_ROW.profile_key,
+        )
+        return None
+    role_arn = convert(ROLE_ARN_ROW)
+    chain = convert(CHAIN_ROLE_ARNS_ROW)
+    allowed = convert(ALLOWED_ACCOUNT_IDS_ROW)
+    allowed_source = found[ALLOWED_ACCOUNT_IDS_ROW.field][1]
+    chain_source = found[CHAIN_ROLE_ARNS_ROW.field][1]
+    for arn, source in [(role_arn, role_source)] + [(arn, chain_source) for arn in chain]:
+        _ensure_allowed_account(arn, source, allowed, allowed_source)
+
+    # botocore's web identity provider (after ours in the chain) reads the same
+    # AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE: that pair is botocore's, unless code
+    # passed the role to register() or the job requires GitLab credentials.
+    token_file = environ.get(EnvVar.WEB_IDENTITY_TOKEN_FILE, "").strip()
+    defer = bool(token_file and role_source == EnvVar.ROLE_ARN and not require)
+
+    values = {row.field: convert(row) for row in SETTINGS if row not in (REQUIRE_ROW, ROLE_ARN_ROW)}
+    values.update(role_arn=role_arn, require=require)
+    return Settings(
+        **values,
+        role_source=role_source,
+        defer_to_web_identity_file=token_file if defer else None,
+        in_gitlab_ci=environ.get(EnvVar.GITLAB_CI, "").strip().lower() == "true",
+    )

@@ -14,10 +14,6 @@ from gitlab_botocore.testing.issuer import FakeGitLab
 from gitlab_botocore.testing.pytest_plugin import FakeGitLabAWS, GitLabCIJob
 from gitlab_botocore.testing.sts import FakeAWS
 
-from .old_botocore import honour_endpoint_variables
-
-honour_endpoint_variables(in_child_processes=True)  # botocore < 1.31, as in `nox -s oldest`
-
 ACCOUNT_ID = "123456789012"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/deploy"
 ROLE_NAMES = ("deploy", "tutorial", "staging", "prod", "reader", "override", "from-profile")

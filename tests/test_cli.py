@@ -99,7 +99,7 @@ def test_parser_keeps_common_options_from_either_side() -> None:
     for args in (before, after):
         assert (args.command, args.role_arn, args.duration_seconds) == ("doctor", "X", 900)
         assert args.profile is None
-    assert (neither.role_arn, neither.region, neither.session_name) == (None, None, None)
+    assert (neither.role_arn, neither.region, neither.role_session_name) == (None, None, None)
     assert both.region == "us-east-2"  # the one nearer the command's own options wins
 
 

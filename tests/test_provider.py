@@ -249,6 +249,8 @@ def test_plain_http_to_another_host_warns_once_per_endpoint(
             credentials_registry.clear()
             assert boto3.Session().get_credentials().get_frozen_credentials().access_key
         through_proxy.set(AWS_ENDPOINT_URL_STS="http://sts-mirror.example.com:8080/")
+        # The endpoint is the session's, not a setting: equal settings share credentials.
+        credentials_registry.clear()
         boto3.Session().get_credentials().get_frozen_credentials()
     assert aws.sts.assume_role_calls == 3
     (localstack, mirror) = plain_http_warnings(caplog)

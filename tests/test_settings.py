@@ -112,7 +112,7 @@ def test_web_identity_token_file_is_left_to_botocore(job: Job, tmp_path: Path) -
             "at most 10",
         ),
         ("GITLAB_BOTOCORE_TOKEN_VARIABLE", "$MY_TOKEN", "GITLAB_BOTOCORE_TOKEN_VARIABLE must name"),
-        ("AWS_ENDPOINT_URL_STS", "sts.local", "not an http(s) URL"),
+        ("AWS_ENDPOINT_URL_STS", "sts.local", "Invalid endpoint: sts.local. Check the region"),
         ("AWS_DEFAULT_REGION", "EU West", "not a region name"),
     ],
 )
@@ -155,7 +155,7 @@ def test_policy_and_policy_arns_are_validated_and_compacted() -> None:
     )
 
 
-def test_region_and_endpoint_precedence() -> None:
+def test_region_precedence() -> None:
     base = {"AWS_ROLE_ARN": ROLE_ARN}
 
     def resolve(environ: dict[str, str], **kwargs: Any) -> Any:
@@ -167,19 +167,33 @@ def test_region_and_endpoint_precedence() -> None:
         {"AWS_REGION": "eu-west-1"}, profile_config={}, session_region="us-west-2"
     )
     assert session_region.region == "us-west-2"
-    endpoints = {"AWS_ENDPOINT_URL": "http://all", "AWS_ENDPOINT_URL_STS": "http://sts"}
-    assert resolve(endpoints, profile_config={}).endpoint_url == "http://sts"
-    from_profile = resolve(
-        {},
-        profile_config={"services": "local", "endpoint_url": "http://profile"},
-        full_config={"services": {"local": {"sts": {"endpoint_url": "http://service"}}}},
+    # The endpoint is the session's business: no variable or profile key sets the field.
+    configured = resolve(
+        {"AWS_ENDPOINT_URL_STS": "http://sts"}, profile_config={"endpoint_url": "http://p"}
     )
-    assert from_profile.endpoint_url == "http://service"
-    assert resolve({}, profile_config={"endpoint_url": "http://p"}).endpoint_url == "http://p"
-    ignored = resolve(
-        {}, profile_config={"endpoint_url": "http://p"}, ignore_configured_endpoints=True
+    assert configured.endpoint_url is None
+
+
+def test_services_section_of_the_profile_routes_sts(job: Job) -> None:
+    # botocore's own endpoint resolution (>= 1.31) serves the exchange: a services section.
+    sts_url = job.variables["AWS_ENDPOINT_URL_STS"]
+    job.set(AWS_ENDPOINT_URL_STS=None)
+    write_config(
+        job,
+        f"[profile ci]\ngitlab_role_arn = {ROLE_ARN}\nservices = local\n\n"
+        f"[services local]\nsts =\n  endpoint_url = {sts_url}\n",
     )
-    assert ignored.endpoint_url is None
+    credentials = boto3.Session(profile_name="ci").get_credentials()
+    assert credentials.method == "gitlab-oidc"
+    credentials.get_frozen_credentials()  # moto at AWS_ENDPOINT_URL would not verify it
+
+
+def test_endpoint_url_keyword_is_validated(job: Job) -> None:
+    gitlab_botocore.uninstall()
+    session = boto3.Session()
+    gitlab_botocore.register(session, endpoint_url="sts.local")
+    with pytest.raises(gitlab_botocore.ConfigurationError, match="'endpoint_url' argument"):
+        session.get_credentials()
 
 
 def test_named_profile(job: Job) -> None:

@@ -329,14 +329,14 @@ def job_session() -> boto3.Session:
     from gitlab_botocore.exceptions import TokenNotFoundError
     from gitlab_botocore.id_token import EnvironmentTokenSource
     from gitlab_botocore.provider import GitLabOIDCProvider
-    from gitlab_botocore.settings import settings_for_session
+    from gitlab_botocore.settings import ROLE_ARN_ROW, settings_for_session
 
     core = botocore.session.get_session()
     settings = settings_for_session(core, {}, os.environ)
     if settings is None:
         pytest.skip(
             f"gitlab_aws_session needs an IAM role to assume: set {EnvVar.ROLE_ARN} "
-            "(or gitlab_role_arn in the selected AWS profile)"
+            f"(or {ROLE_ARN_ROW.profile_key} in the selected AWS profile)"
         )
     source = EnvironmentTokenSource(
         settings.token_variable, settings.ci_server_url, audiences=settings.audiences

@@ -27,13 +27,21 @@ from gitlab_botocore.exceptions import ConfigurationError, GitLabOIDCError, Toke
 from gitlab_botocore.exchange import IssuedCredentials
 from gitlab_botocore.id_token import EnvironmentTokenSource, IdToken
 from gitlab_botocore.redaction import redact
-from gitlab_botocore.settings import EnvVar, Settings, settings_for_session
+from gitlab_botocore.settings import (
+    ROLE_ARN_ROW,
+    SETTINGS,
+    EnvVar,
+    Settings,
+    settings_for_session,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
 DEBUG_VARIABLE = "GITLAB_BOTOCORE_DEBUG"
 """Set to 1 to print the traceback of a failure."""
 ISSUES_URL = "https://gitlab.com/gitlab-botocore/gitlab-botocore/-/issues"
+CLI_SETTINGS = tuple(row for row in SETTINGS if row.cli)
+"""The settings every command takes as an option (``--role-arn``...)."""
 # Values python-dotenv, docker and GitLab's dotenv reports all read literally, unquoted.
 _DOTENV_PLAIN = re.compile(r"[A-Za-z0-9_+/=.:,@%-]*")
 
@@ -46,15 +54,9 @@ class _Context:
         self.environ = environ
         self.session = botocore.session.Session(profile=args.profile)
         self.overrides = {
-            key: value
-            for key, value in {
-                "role_arn": args.role_arn,
-                "token_variable": args.token_variable,
-                "duration_seconds": args.duration_seconds,
-                "region": args.region,
-                "role_session_name": args.session_name,
-            }.items()
-            if value is not None
+            row.keyword: getattr(args, row.keyword)
+            for row in CLI_SETTINGS
+            if row.keyword and getattr(args, row.keyword) is not None
         }
         self.settings_error: GitLabOIDCError | None = None
         try:
@@ -81,8 +83,8 @@ class _Context:
             raise self.settings_error
         if self.settings is None:
             raise ConfigurationError(
-                f"No role configured: pass --role-arn, set {EnvVar.ROLE_ARN}, or put "
-                "gitlab_role_arn in the AWS config profile.",
+                f"No role configured: pass {ROLE_ARN_ROW.cli}, set {EnvVar.ROLE_ARN}, or put "
+                f"{ROLE_ARN_ROW.profile_key} in the AWS config profile.",
                 setting=EnvVar.ROLE_ARN,
             )
         self.token().ensure_not_expired()  # the precise error if the token is missing or bad
@@ -340,18 +342,18 @@ def _add_common_options(parser: argparse.ArgumentParser, default: Any) -> None:
     before and after the command name.
     """
     group = parser.add_argument_group("configuration (otherwise: environment and AWS profile)")
-    group.add_argument(
-        "--role-arn", default=default, help="role to assume (default: $AWS_ROLE_ARN, $ROLE_ARN)"
-    )
-    group.add_argument("--token-variable", default=default, help="variable holding the ID token")
+    for row in CLI_SETTINGS:
+        names = " or ".join(f"${name}" for name in row.env)
+        group.add_argument(
+            row.cli or "",
+            dest=row.keyword,
+            type=row.cli_type,
+            default=default,
+            help=f"{row.help} (otherwise {names})" if names else row.help,
+        )
     group.add_argument(
         "--profile", default=default, help="AWS config profile to read settings from"
     )
-    group.add_argument(
-        "--duration-seconds", type=int, default=default, help="900 to 43200 (default 3600)"
-    )
-    group.add_argument("--region", default=default, help="STS region")
-    group.add_argument("--session-name", default=default, help="role session name")
 
 
 def build_parser() -> argparse.ArgumentParser:

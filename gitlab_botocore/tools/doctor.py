@@ -22,7 +22,7 @@ import jwt
 
 from gitlab_botocore.exceptions import GitLabOIDCError
 from gitlab_botocore.id_token import EnvironmentTokenSource, IdToken
-from gitlab_botocore.settings import EnvVar, Settings, resolve_for_session
+from gitlab_botocore.settings import ROLE_ARN_ROW, EnvVar, Settings, resolve_for_session
 
 from .tls_chain import chain_problem, served_chain
 
@@ -141,8 +141,8 @@ def _role_check(
     return Check(
         "Role",
         False,
-        f"no role configured: set {EnvVar.ROLE_ARN} (or pass --role-arn, or gitlab_role_arn "
-        "in the profile)",
+        f"no role configured: set {EnvVar.ROLE_ARN} (or pass {ROLE_ARN_ROW.cli}, or "
+        f"{ROLE_ARN_ROW.profile_key} in the profile)",
     )
 
 
