@@ -1,9 +1,10 @@
 # Everything a fresh clone needs, with only Python 3 and make:
 #   make demo        offline end-to-end demo (local GitLab-like issuer + local STS); installs
 #                    only what the demo needs
-#   make test        create .venv, install everything, lint, type-check, run the tests, check
-#                    the built wheel and sdist, then the matrix
+#   make test        create .venv, install everything, lint, type-check, check the built wheel
+#                    and sdist, then run the tests in the matrix
 #   make matrix      the tests on the oldest and newest botocore and on aiobotocore (noxfile.py)
+#   make pytest      the tests once, in .venv (newest botocore): the quick loop while editing
 #   make dist-check  build the wheel and sdist, check their metadata, install the wheel into a
 #                    fresh venv and run it
 
@@ -61,7 +62,9 @@ dist-check: $(STAMP)
 	$(DIST_VENV)/bin/gitlab-botocore --help > /dev/null
 	@echo "dist-check: wheel and sdist OK; the wheel installs, imports and runs"
 
-test: lint typecheck pytest dist-check matrix
+# The matrix's `newest` session runs the whole suite on the newest botocore (from the sdist),
+# so `make test` does not run it a second time in .venv.
+test: lint typecheck dist-check matrix
 
 demo: $(DEMO_STAMP)
 	@PYTHONPATH=. $(BIN)/python examples/demo.py

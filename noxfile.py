@@ -5,9 +5,11 @@
 * ``newest``: the newest botocore and boto3 on the newest Python here (3.13 or 3.12,
   else the one running nox). It builds the sdist, installs the package from it and runs
   the tests of the unpacked sdist, not the checkout's: the published sdist is complete.
-* ``aiobotocore``: aiobotocore with the botocore it pins, its tests and the core tests.
+* ``aiobotocore``: aiobotocore with the botocore it pins: its tests and the core tests of
+  the provider, the credentials and their refresh (the rest of the suite does not touch
+  aiobotocore and runs in the other two sessions).
 
-Each session installs the package with its ``testing`` and ``django`` extras, the ``dev``
+Each session installs the package with its ``testing`` and ``django`` extras, the ``test``
 dependency group of pyproject.toml and its pins in one resolver run, so pip picks the
 tools (moto, Django, ...) that work with the pinned versions, then runs the tests. nox
 reads the group, so the sessions' pip needs no ``--group`` support (Python 3.9's does not).
@@ -35,7 +37,16 @@ AIOBOTOCORE_PYTHON = "3.11"
 OLDEST_PINS = ("botocore==1.31.16", "boto3==1.28.16")
 AIOBOTOCORE_EXTRAS = ("aiobotocore[httpx2]", "trio")  # the anyio backend on trio, too
 EXTRAS = "[testing,django]"
-DEV = tuple(nox.project.dependency_groups(nox.project.load_toml("pyproject.toml"), "dev"))
+TEST = tuple(nox.project.dependency_groups(nox.project.load_toml("pyproject.toml"), "test"))
+AIOBOTOCORE_TESTS = (
+    "tests/test_aio.py",
+    "tests/test_activation.py",
+    "tests/test_credentials.py",
+    "tests/test_exchange_unit.py",
+    "tests/test_installation.py",
+    "tests/test_provider.py",
+    "tests/test_refresh.py",
+)
 
 
 def python(version: str) -> str:
@@ -62,15 +73,15 @@ def newest_python() -> str | None:
     return None
 
 
-def run_tests(session: nox.Session) -> None:
+def run_tests(session: nox.Session, *default_args: str) -> None:
     session.run("python", "-m", "pip", "list", "--format=freeze", silent=False)
-    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *(session.posargs or default_args))
 
 
 @nox.session(python=python(OLDEST_PYTHON))
 def oldest(session: nox.Session) -> None:
     """The oldest botocore and boto3 the package supports."""
-    session.install("-e", f".{EXTRAS}", *DEV, *OLDEST_PINS)
+    session.install("-e", f".{EXTRAS}", *TEST, *OLDEST_PINS)
     run_tests(session)
 
 
@@ -86,8 +97,9 @@ def newest(session: nox.Session) -> None:
         sdist.extractall(workdir, filter="data")
     tree = workdir / archive.name.removesuffix(".tar.gz")
     # The tests must import the package installed from the sdist, not the copy beside them.
-    shutil.rmtree(tree / "gitlab_botocore")
-    session.install(f"{archive}{EXTRAS}", *DEV)
+    for package in ("gitlab_botocore", "gitlab_botocore_pytest"):
+        shutil.rmtree(tree / package)
+    session.install(f"{archive}{EXTRAS}", *TEST)
     # A reused venv already has this version: install it again from this sdist.
     session.install("--force-reinstall", "--no-deps", str(archive))
     session.install("--upgrade", "botocore", "boto3")
@@ -98,5 +110,5 @@ def newest(session: nox.Session) -> None:
 @nox.session(python=python(AIOBOTOCORE_PYTHON))
 def aiobotocore(session: nox.Session) -> None:
     """aiobotocore with the botocore (and boto3) it pins."""
-    session.install("-e", f".{EXTRAS}", *DEV, *AIOBOTOCORE_EXTRAS)
-    run_tests(session)
+    session.install("-e", f".{EXTRAS}", *TEST, *AIOBOTOCORE_EXTRAS)
+    run_tests(session, *AIOBOTOCORE_TESTS)
