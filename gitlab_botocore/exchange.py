@@ -14,13 +14,13 @@ makes any later client (the signed ones of role chaining).
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import re
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from botocore import UNSIGNED
 from botocore.config import Config
@@ -30,17 +30,16 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from ._version import __version__
 from .backoff import Backoff
 from .exceptions import ConfigurationError
-from .explanations import (
-    VERIFICATION_KEY_PHRASE,
-    UnexpectedReplyError,
-    chained_refusal,
-    sts_refusal,
-    sts_unreachable,
-)
 from .id_token import IdToken
 from .redaction import Secret, redact, redact_in_logs
 from .settings import EnvVar, Settings, default_session_name
 from .sts_client import PrivateSession, warn_if_plain_http
+
+if TYPE_CHECKING:
+    from .explanations import UnexpectedReplyError
+
+# The explanations of refusals and failures (.explanations) are imported where a call
+# fails: an exchange that succeeds does not load them.
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +68,24 @@ ClientFactory = Callable[..., Any]
 """``botocore.session.Session.create_client`` or anything with its signature."""
 
 
-@dataclass(frozen=True, repr=False)
 class IssuedCredentials:
-    """What STS returned. ``repr`` shows the role and expiry, never the secrets.
+    """What STS returned: immutable, compared and hashed by value. ``repr`` shows the role
+    and expiry, never the secrets.
 
     ``secret_key`` and ``token`` are held as :class:`~gitlab_botocore.redaction.Secret`, so
     they stay hidden wherever they travel (botocore's credentials, a traceback's locals).
+    A class with slots rather than a frozen dataclass, whose generated methods a job's
+    fresh process would compile at import (~0.5 ms).
     """
 
+    __slots__ = (
+        "access_key",
+        "assumed_role_arn",
+        "expiration",
+        "secret_key",
+        "session_name",
+        "token",
+    )
     access_key: str
     secret_key: str
     token: str
@@ -84,9 +93,45 @@ class IssuedCredentials:
     assumed_role_arn: str
     session_name: str
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "secret_key", Secret(self.secret_key))
-        object.__setattr__(self, "token", Secret(self.token))
+    def __init__(
+        self,
+        *,
+        access_key: str,
+        secret_key: str,
+        token: str,
+        expiration: datetime.datetime,
+        assumed_role_arn: str,
+        session_name: str,
+    ) -> None:
+        assign = object.__setattr__
+        assign(self, "access_key", access_key)
+        assign(self, "secret_key", Secret(secret_key))
+        assign(self, "token", Secret(token))
+        assign(self, "expiration", expiration)
+        assign(self, "assumed_role_arn", assumed_role_arn)
+        assign(self, "session_name", session_name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"IssuedCredentials is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"IssuedCredentials is immutable: cannot delete {name!r}")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, IssuedCredentials) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy and pickle, as for the frozen dataclass this was: through __init__.
+        values: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
+        return (functools.partial(type(self), **values), ())
 
     @property
     def account_id(self) -> str | None:
@@ -107,6 +152,8 @@ def is_transient(code: str, message: str, status: int) -> bool:
         return True
     if status == 429 or status >= 500:
         return True
+    from .explanations import VERIFICATION_KEY_PHRASE
+
     return code == "InvalidIdentityToken" and VERIFICATION_KEY_PHRASE in message.lower()
 
 
@@ -166,8 +213,10 @@ class STSExchange:
                 client.assume_role_with_web_identity(**params), settings.role_arn, session_name
             ),
             "AssumeRoleWithWebIdentity",
-            lambda code, message, attempts: sts_refusal(code, message, token, settings, attempts),
-            lambda problem, attempts: sts_unreachable(
+            lambda code, message, attempts: _explain().sts_refusal(
+                code, message, token, settings, attempts
+            ),
+            lambda problem, attempts: _explain().sts_unreachable(
                 problem, client.meta.endpoint_url, settings, attempts
             ),
             deadline,
@@ -206,10 +255,10 @@ class STSExchange:
                 session_name,
             ),
             "AssumeRole",
-            lambda code, message, attempts: chained_refusal(
+            lambda code, message, attempts: _explain().chained_refusal(
                 code, message, source.assumed_role_arn, role_arn, attempts
             ),
-            lambda problem, attempts: sts_unreachable(
+            lambda problem, attempts: _explain().sts_unreachable(
                 problem, client.meta.endpoint_url, self.settings, attempts
             ),
             deadline,
@@ -297,6 +346,19 @@ def _call_with_retries(
 _FINAL, _CONNECTION, _RETRY = "final", "connection", "retry"
 
 
+def _unexpected_reply(message: str, **details: Any) -> UnexpectedReplyError:
+    from .explanations import UnexpectedReplyError
+
+    return UnexpectedReplyError(message, **details)
+
+
+def _explain() -> Any:
+    """The explanations module, loaded on the first failure."""
+    from . import explanations
+
+    return explanations
+
+
 def _verdict(
     error: Exception,
     attempt: int,
@@ -319,6 +381,8 @@ def _verdict(
         else:
             kind = _CONNECTION if isinstance(error, BotoConnectionError) else _RETRY
         return unreachable(error, attempt), kind, type(error).__name__
+    from .explanations import UnexpectedReplyError
+
     reply = error if isinstance(error, UnexpectedReplyError) else _unparsable_reply(error)
     if reply is None:
         return None
@@ -353,6 +417,8 @@ def _error_details(error: ClientError) -> tuple[str | None, str, int]:
 
 
 def _unexpected_error_page(error: ClientError, status: int) -> UnexpectedReplyError:
+    from .explanations import UnexpectedReplyError
+
     metadata = error.response.get("ResponseMetadata", {})
     content_type = (metadata.get("HTTPHeaders") or {}).get("content-type") or "no content type"
     details = error.response.get("Error") or {}
@@ -371,6 +437,8 @@ def _unparsable_reply(error: BaseException) -> UnexpectedReplyError | None:
     cause) carry no HTTP status, and botocore 1.27 emits no event between receiving and
     parsing a reply, so the reply is read from the parser's frame in the traceback.
     """
+    from .explanations import UnexpectedReplyError
+
     response: Any = None
     traceback = error.__traceback__
     while traceback is not None and response is None:
@@ -436,35 +504,35 @@ def _issued(response: Mapping[str, Any], role_arn: str, session_name: str) -> Is
                 redact_in_logs(issued[name])
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 200)
     if not isinstance(issued, dict):
-        raise UnexpectedReplyError(f"HTTP {status} without <Credentials>")
+        raise _unexpected_reply(f"HTTP {status} without <Credentials>")
     missing = [
         name
         for name in ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
         if not issued.get(name)
     ]
     if missing:
-        raise UnexpectedReplyError(f"HTTP {status}, credentials without {', '.join(missing)}")
+        raise _unexpected_reply(f"HTTP {status}, credentials without {', '.join(missing)}")
     access_key = issued["AccessKeyId"]
     if not isinstance(access_key, str) or not _ACCESS_KEY_ID.fullmatch(access_key):
         shown = _excerpt(str(access_key)[:40])
-        raise UnexpectedReplyError(
+        raise _unexpected_reply(
             f"an AccessKeyId that is not 16 to 128 letters, digits or underscores ({shown})"
         )
     for name in ("SecretAccessKey", "SessionToken"):
         if not _PRINTABLE.fullmatch(issued[name]):
-            raise UnexpectedReplyError(
+            raise _unexpected_reply(
                 f"a {name} that holds spaces, line breaks or control characters "
                 "(the value is not shown)"
             )
     arn = response.get("AssumedRoleUser", {}).get("Arn") or role_arn
     if not isinstance(arn, str) or not arn.isprintable():
-        raise UnexpectedReplyError(
+        raise _unexpected_reply(
             f"an AssumedRoleUser ARN with control characters ({_excerpt(str(arn))})"
         )
     try:
         expiration = _as_utc(issued["Expiration"])
     except (TypeError, ValueError, AttributeError):
-        raise UnexpectedReplyError(
+        raise _unexpected_reply(
             f"an Expiration that is no time ({_excerpt(str(issued['Expiration']))})"
         ) from None
     _check_expiration(expiration)
@@ -484,7 +552,7 @@ def _check_expiration(expiration: datetime.datetime) -> None:
     if now < expiration <= latest:
         return
     when = "already expired" if expiration <= now else "expire more than 12 hours from now"
-    raise UnexpectedReplyError(
+    raise _unexpected_reply(
         f"credentials that {when} (Expiration {expiration:%Y-%m-%dT%H:%M:%SZ}; this machine's "
         f"clock says {now:%Y-%m-%dT%H:%M:%SZ})",
         hint=(

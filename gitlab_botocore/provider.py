@@ -15,7 +15,6 @@ from typing import Any
 
 from botocore.credentials import CredentialProvider
 
-from .cache import CredentialCache, cache_key
 from .credentials import CredentialsRegistry, GitLabOIDCCredentials
 from .exceptions import GitLabOIDCError, TokenNotFoundError
 from .exchange import IssuedCredentials, STSExchange
@@ -110,6 +109,9 @@ def _fetch(source: TokenSource, exchange: STSExchange, retry: bool) -> IssuedCre
     settings = exchange.settings
     if settings.cache_dir is None:
         return exchange.assume_role(token, retry=retry)
+    # Imported here: a job without the cache does not pay for loading it.
+    from .cache import CredentialCache, cache_key
+
     cache = CredentialCache(settings.cache_dir)
     key = cache_key(settings, token)
     if retry:

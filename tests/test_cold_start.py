@@ -30,6 +30,7 @@ from .conftest import Job
 RESOLVE_AND_CALL = """
 import json, sys
 import boto3
+OFF_PATH = ("gitlab_botocore.cache", "gitlab_botocore.explanations")
 import gitlab_botocore
 session = boto3.Session()
 session.client("s3").list_buckets()
@@ -38,6 +39,7 @@ print(json.dumps({
     "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("cryptography", "jwt")),
     "tools": sorted(m for m in sys.modules if m.startswith("gitlab_botocore.") and m.split(".")[1]
                     in ("cli", "doctor", "trust_policy", "testing", "pytest_plugin")),
+    "off_path": sorted(m for m in sys.modules if m in OFF_PATH),
 }))
 """
 EXPLAIN = (
@@ -83,6 +85,34 @@ def test_fresh_process_resolves_credentials_without_cryptography_jwt_or_tools(
     assert outcome["heavy"] == []
     assert outcome["tools"] == []  # the runtime never imports the tools or the test kit
     assert aws.sts.assume_role_calls == 1
+
+
+def test_fresh_process_loads_the_cache_and_explanations_only_when_needed(
+    job: Job, aws: FakeAWS, tmp_path: Any
+) -> None:
+    """A job without GITLAB_BOTOCORE_CACHE whose exchange succeeds does not load the cache
+    or the refusal explanations (each costs a fresh process part of a millisecond); with
+    the cache on, the cache is loaded and used."""
+
+    def run(extra: dict[str, str]) -> dict[str, Any]:
+        result = subprocess.run(
+            [sys.executable, "-c", RESOLVE_AND_CALL],
+            env={**os.environ, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        outcome: dict[str, Any] = json.loads(result.stdout)
+        assert outcome["method"] == gitlab_botocore.METHOD
+        return outcome
+
+    assert run({})["off_path"] == []
+    cache_dir = tmp_path / "cache"
+    assert run({"GITLAB_BOTOCORE_CACHE": str(cache_dir)})["off_path"] == ["gitlab_botocore.cache"]
+    assert [p.suffix for p in cache_dir.iterdir() if p.suffix == ".json"] == [".json"]
+    assert aws.sts.assume_role_calls == 2
 
 
 # -- the error path, unchanged ------------------------------------------------------------
