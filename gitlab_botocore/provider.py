@@ -19,9 +19,9 @@ from .cache import CredentialCache, cache_key
 from .credentials import CredentialsRegistry, GitLabOIDCCredentials
 from .exceptions import GitLabOIDCError, TokenNotFoundError
 from .exchange import IssuedCredentials, STSExchange
-from .id_token import EnvironmentTokenSource, TokenSource
 from .refresh import Refresher
 from .settings import METHOD, EnvVar, Settings, resolve_for_session
+from .token_source import EnvironmentTokenSource, TokenSource
 
 logger = logging.getLogger(__name__)
 
