@@ -18,8 +18,8 @@ from pathlib import Path
 from types import TracebackType
 
 import gitlab_botocore
+from gitlab_botocore.testing.aws import FakeAWS
 from gitlab_botocore.testing.issuer import FakeGitLab
-from gitlab_botocore.testing.sts import FakeAWS
 
 OURS = "gitlab-botocore"
 NATIVE = "botocore native"

@@ -18,8 +18,8 @@ from typing import Any
 
 import time_machine
 
+from gitlab_botocore.testing.aws import FakeAWS
 from gitlab_botocore.testing.issuer import FakeGitLab
-from gitlab_botocore.testing.sts import FakeAWS
 
 PROJECT = "mygroup/myproject"
 SESSIONS = 10

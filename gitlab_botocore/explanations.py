@@ -26,9 +26,10 @@ from .exceptions import (
     STSRequestError,
     STSUnavailableError,
 )
-from .id_token import JOB_TIMEOUT_HINT, IdToken, aws_audiences
+from .id_token import JOB_TIMEOUT_HINT, IdToken
 from .redaction import redact
 from .settings import EnvVar, Settings
+from .token_source import aws_audiences
 
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "IDPRejectedClaim"})
 TOKEN_CODES = frozenset({"InvalidIdentityToken", "ExpiredTokenException"})

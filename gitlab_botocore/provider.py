@@ -18,9 +18,9 @@ from botocore.credentials import CredentialProvider
 from .credentials import CredentialsRegistry, GitLabOIDCCredentials
 from .exceptions import GitLabOIDCError, TokenNotFoundError
 from .exchange import IssuedCredentials, STSExchange
-from .id_token import EnvironmentTokenSource, TokenSource
 from .refresh import Refresher
 from .settings import METHOD, EnvVar, Settings, resolve_for_session
+from .token_source import EnvironmentTokenSource, TokenSource
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import boto3
 import pytest
 
 import gitlab_botocore
+from gitlab_botocore.testing.aws import FakeAWS
 from gitlab_botocore.testing.issuer import FakeGitLab
 from gitlab_botocore.testing.pytest_plugin import FakeGitLabAWS, GitLabCIJob
-from gitlab_botocore.testing.sts import FakeAWS
 
 ACCOUNT_ID = "123456789012"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/deploy"

@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 import gitlab_botocore
-from gitlab_botocore.testing.sts import FakeAWS
+from gitlab_botocore.testing.aws import FakeAWS
 
 from .conftest import ACCOUNT_ID, ROLE_ARN, Job
 

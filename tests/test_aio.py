@@ -17,7 +17,8 @@ import pytest
 from botocore.exceptions import NoCredentialsError
 
 import gitlab_botocore
-from gitlab_botocore.testing.sts import FakeAWS, Fault
+from gitlab_botocore.testing.aws import FakeAWS
+from gitlab_botocore.testing.faults import Fault
 
 from .conftest import ACCOUNT_ID, Job
 

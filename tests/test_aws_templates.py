@@ -36,8 +36,8 @@ import jwt
 import pytest
 
 from gitlab_botocore import AccessDeniedError, InvalidIdentityTokenError, STSError
+from gitlab_botocore.testing.aws import FakeAWS
 from gitlab_botocore.testing.issuer import FakeGitLab
-from gitlab_botocore.testing.sts import FakeAWS
 from gitlab_botocore.tools.trust_policy import (
     build_trust_policy,
     check_trust_policy,

@@ -21,7 +21,7 @@ import pytest
 import time_machine
 
 import gitlab_botocore
-from gitlab_botocore.testing.sts import FakeAWS
+from gitlab_botocore.testing.aws import FakeAWS
 
 from .conftest import ACCOUNT_ID, Job
 

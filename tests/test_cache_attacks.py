@@ -29,7 +29,7 @@ import pytest
 import gitlab_botocore
 from gitlab_botocore.cache import MAX_ENTRY_BYTES, STALE_AFTER_SECONDS, CredentialCache
 from gitlab_botocore.exchange import IssuedCredentials
-from gitlab_botocore.testing.sts import FakeAWS
+from gitlab_botocore.testing.aws import FakeAWS
 
 from .conftest import Job
 

@@ -18,9 +18,11 @@ import pytest
 import trustme
 
 from gitlab_botocore import GitLabOIDCError
+from gitlab_botocore.testing.aws import FakeAWS
+from gitlab_botocore.testing.faults import Fault
 from gitlab_botocore.testing.issuer import FakeGitLab
-from gitlab_botocore.testing.sts import FakeAWS, Fault, credentials_body
-from gitlab_botocore.tools import cli
+from gitlab_botocore.testing.sts_wire import credentials_body
+from gitlab_botocore.tools import cli, commands
 
 from .conftest import ACCOUNT_ID, Job
 
@@ -590,4 +592,4 @@ def test_real_dotenv_credentials_work(job: Job, aws: FakeAWS) -> None:
 @pytest.mark.parametrize("value", ["a\nb", "a\rb", "a${HOME}b"])
 def test_dotenv_refuses_what_it_cannot_carry(value: str) -> None:
     with pytest.raises(GitLabOIDCError, match="--format json"):
-        cli.dotenv_quote(value)
+        commands.dotenv_quote(value)

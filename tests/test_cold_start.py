@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 import gitlab_botocore
 from gitlab_botocore.id_token import IdToken, _MalformedTokenError, _unverified_claims
+from gitlab_botocore.testing.aws import FakeAWS
 from gitlab_botocore.testing.issuer import FakeGitLab
-from gitlab_botocore.testing.sts import FakeAWS
 
 from .conftest import Job
 

@@ -27,7 +27,8 @@ import time_machine
 from gitlab_botocore.credentials import GitLabOIDCCredentials
 from gitlab_botocore.exchange import IssuedCredentials
 from gitlab_botocore.refresh import THREAD_NAME, Refresher
-from gitlab_botocore.testing.sts import FakeAWS, Fault
+from gitlab_botocore.testing.aws import FakeAWS
+from gitlab_botocore.testing.faults import Fault
 
 from .conftest import Job
 

@@ -21,7 +21,7 @@ from django.apps import apps  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import CommandError, call_command  # noqa: E402
 
-from gitlab_botocore.testing.sts import FakeAWS  # noqa: E402
+from gitlab_botocore.testing.aws import FakeAWS  # noqa: E402
 
 PROJECT = Path(__file__).parent.parent / "examples" / "django_project"
 

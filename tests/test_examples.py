@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from gitlab_botocore.settings import EnvVar
-from gitlab_botocore.testing.sts import FakeAWS
+from gitlab_botocore.testing.aws import FakeAWS
 
 from .conftest import ACCOUNT_ID, Job
 

@@ -36,12 +36,14 @@ from gitlab_botocore.exchange import (
     _call_with_retries,
     _issued,
 )
-from gitlab_botocore.id_token import EnvironmentTokenSource
 from gitlab_botocore.redaction import Secret
 from gitlab_botocore.refresh import Refresher
 from gitlab_botocore.settings import settings_for_session
+from gitlab_botocore.testing.aws import FakeAWS
+from gitlab_botocore.testing.faults import Fault
 from gitlab_botocore.testing.issuer import FakeGitLab
-from gitlab_botocore.testing.sts import FakeAWS, Fault, credentials_body
+from gitlab_botocore.testing.sts_wire import credentials_body
+from gitlab_botocore.token_source import EnvironmentTokenSource
 
 from .conftest import ACCOUNT_ID, ROLE_ARN, Job
 

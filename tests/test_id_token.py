@@ -10,10 +10,11 @@ import boto3
 import pytest
 
 import gitlab_botocore
-from gitlab_botocore.id_token import EnvironmentTokenSource, IdToken
+from gitlab_botocore.id_token import IdToken
+from gitlab_botocore.testing.aws import FakeAWS
 from gitlab_botocore.testing.issuer import FakeGitLab
 from gitlab_botocore.testing.pytest_plugin import FakeGitLabAWS
-from gitlab_botocore.testing.sts import FakeAWS
+from gitlab_botocore.token_source import EnvironmentTokenSource
 
 from .conftest import Job
 

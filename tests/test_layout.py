@@ -55,5 +55,5 @@ def test_the_import_check_sees_relative_imports() -> None:
     assert "gitlab_botocore.installation" in imported_modules(module) or any(
         m.startswith("gitlab_botocore") for m in imported_modules(module)
     )
-    cli = PACKAGE / "tools" / "cli.py"
-    assert "gitlab_botocore.tools.doctor" in imported_modules(cli)
+    commands = PACKAGE / "tools" / "commands.py"
+    assert "gitlab_botocore.tools.doctor" in imported_modules(commands)

@@ -16,8 +16,8 @@ import gitlab_botocore
 from gitlab_botocore import GitLabOIDCError
 from gitlab_botocore.id_token import IdToken
 from gitlab_botocore.settings import EnvVar, resolve_settings
+from gitlab_botocore.testing.aws import FakeAWS
 from gitlab_botocore.testing.issuer import FakeGitLab
-from gitlab_botocore.testing.sts import FakeAWS
 
 from .conftest import ROLE_ARN
 

@@ -17,7 +17,7 @@ import time_machine
 
 from gitlab_botocore import sts_client
 from gitlab_botocore.provider import credentials_registry
-from gitlab_botocore.testing.sts import FakeAWS
+from gitlab_botocore.testing.aws import FakeAWS
 
 from .conftest import ACCOUNT_ID, Job
 

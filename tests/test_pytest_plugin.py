@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gitlab_botocore.testing.sts import FakeAWS
+from gitlab_botocore.testing.aws import FakeAWS
 
 from .conftest import ACCOUNT_ID, Job
 
@@ -21,7 +21,7 @@ import boto3
 import pytest
 
 import gitlab_botocore
-from gitlab_botocore.testing.sts import Fault
+from gitlab_botocore.testing.faults import Fault
 
 REUSED = {}
 
@@ -137,7 +137,14 @@ def test_suites_that_do_not_use_it_load_nothing_heavy(pytester: pytest.Pytester)
 
         def test_nothing_loaded(pytestconfig):
             assert pytestconfig.pluginmanager.hasplugin("gitlab_botocore")
-            for module in ("moto", "jwt", "cryptography", "gitlab_botocore.testing.sts"):
+            heavy = (
+                "moto",
+                "jwt",
+                "cryptography",
+                "gitlab_botocore.testing.sts",
+                "gitlab_botocore.testing.aws",
+            )
+            for module in heavy:
                 assert module not in sys.modules, module
             assert os.environ["AWS_ROLE_ARN"] == "arn:aws:iam::111111111111:role/unrelated"
         """

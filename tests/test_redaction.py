@@ -15,7 +15,8 @@ import boto3
 import pytest
 
 import gitlab_botocore
-from gitlab_botocore.testing.sts import FakeAWS, Fault
+from gitlab_botocore.testing.aws import FakeAWS
+from gitlab_botocore.testing.faults import Fault
 
 from .conftest import Job
 
@@ -87,7 +88,8 @@ import os
 import boto3
 import pytest
 
-from gitlab_botocore.testing.sts import Fault, credentials_body
+from gitlab_botocore.testing.faults import Fault
+from gitlab_botocore.testing.sts_wire import credentials_body
 
 RECORD = os.environ["SECRETS_RECORD"]
 DOCTORED_SECRET = os.environ["DOCTORED_SECRET"]

@@ -25,7 +25,8 @@ from gitlab_botocore.settings import (
     resolve_settings,
     sts_inputs,
 )
-from gitlab_botocore.tools.cli import CLI_SETTINGS, build_parser
+from gitlab_botocore.tools.cli import build_parser
+from gitlab_botocore.tools.commands import CLI_SETTINGS
 
 ROOT = Path(__file__).parent.parent
 ACCOUNT = "123456789012"

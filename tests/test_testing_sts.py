@@ -14,23 +14,24 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
-from gitlab_botocore.testing.issuer import FakeGitLab
-from gitlab_botocore.testing.sts import (
+from gitlab_botocore.testing.aws import FakeAWS, trust_policy_for
+from gitlab_botocore.testing.faults import (
     ACCESS_DENIED,
     DROPPED_CONNECTION,
     IDP_COMMUNICATION_ERROR,
     INTERNAL_FAILURE,
-    MSG_VERIFICATION_KEY,
     SERVICE_UNAVAILABLE,
     THROTTLING,
     VERIFICATION_KEY_UNAVAILABLE,
-    FakeAWS,
     Fault,
+)
+from gitlab_botocore.testing.issuer import FakeGitLab
+from gitlab_botocore.testing.sts_wire import MSG_VERIFICATION_KEY
+from gitlab_botocore.tools.trust_policy import (
+    build_trust_policy,
     condition_holds,
     trust_policy_allows,
-    trust_policy_for,
 )
-from gitlab_botocore.tools.trust_policy import build_trust_policy
 
 SUB = "project_path:mygroup/myproject:ref_type:branch:ref:main"
 _names = itertools.count()

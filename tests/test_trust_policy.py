@@ -13,8 +13,8 @@ import boto3
 import pytest
 
 from gitlab_botocore import AccessDeniedError
+from gitlab_botocore.testing.aws import FakeAWS
 from gitlab_botocore.testing.issuer import gitlab_claims
-from gitlab_botocore.testing.sts import FakeAWS
 from gitlab_botocore.tools.trust_policy import (
     Finding,
     TrustPolicyReport,

@@ -12,8 +12,8 @@ import pytest
 from artifacts import publish
 
 import gitlab_botocore
+from gitlab_botocore.testing.faults import Fault
 from gitlab_botocore.testing.pytest_plugin import FakeGitLabAWS, GitLabCIJob
-from gitlab_botocore.testing.sts import Fault
 
 
 def test_publishes_as_the_job(gitlab_ci_env: GitLabCIJob, fake_gitlab_aws: FakeGitLabAWS) -> None:

@@ -35,8 +35,10 @@ from gitlab_botocore_pytest import fake_gitlab_aws, gitlab_aws_session, gitlab_c
 if TYPE_CHECKING:
     import boto3
 
+    from .aws import FakeAWS
+    from .faults import Fault
     from .issuer import FakeGitLab
-    from .sts import AssumeRoleCall, FakeAWS, Fault
+    from .sts import AssumeRoleCall
 
 __all__ = [
     "FakeGitLabAWS",
@@ -75,7 +77,7 @@ class FakeGitLabAWS:
     """An offline GitLab and AWS pair, with helpers for the usual test set-ups.
 
     ``gitlab`` (:class:`~gitlab_botocore.testing.issuer.FakeGitLab`: key rotation, outages)
-    and ``aws`` (:class:`~gitlab_botocore.testing.sts.FakeAWS`: moto and the verifying STS)
+    and ``aws`` (:class:`~gitlab_botocore.testing.aws.FakeAWS`: moto and the verifying STS)
     give access to everything else. moto keeps one state per process, so role names are
     shared by every test of the session.
     """
@@ -165,7 +167,7 @@ class FakeGitLabAWS:
 
     def inject(self, *faults: Fault) -> None:
         """Make the next STS exchanges fail, one fault each; see
-        :class:`~gitlab_botocore.testing.sts.Fault` (``Fault.throttling()``, ...)."""
+        :class:`~gitlab_botocore.testing.faults.Fault` (``Fault.throttling()``, ...)."""
         self.aws.sts.inject(*faults)
 
     def reset(self) -> None:
@@ -251,8 +253,8 @@ class GitLabCIJob:
 @contextlib.contextmanager
 def fake_gitlab_and_aws() -> Iterator[FakeGitLabAWS]:
     """What ``fake_gitlab_aws`` yields: the fakes, started, then stopped."""
+    from .aws import FakeAWS
     from .issuer import FakeGitLab
-    from .sts import FakeAWS
 
     with contextlib.ExitStack() as stack:
         with pytest.MonkeyPatch.context() as patch:
@@ -327,9 +329,9 @@ def job_session() -> boto3.Session:
     from botocore.credentials import CredentialResolver
 
     from gitlab_botocore.exceptions import TokenNotFoundError
-    from gitlab_botocore.id_token import EnvironmentTokenSource
     from gitlab_botocore.provider import GitLabOIDCProvider
     from gitlab_botocore.settings import ROLE_ARN_ROW, settings_for_session
+    from gitlab_botocore.token_source import EnvironmentTokenSource
 
     core = botocore.session.get_session()
     settings = settings_for_session(core, {}, os.environ)

@@ -2,9 +2,11 @@
 
 moto's own STS accepts any token and ignores trust policies. :class:`VerifyingSTS` sits in
 front of moto: it checks ``AssumeRoleWithWebIdentity`` requests against the OIDC providers
-and roles stored in moto's IAM, answers failures in STS's XML error format, and forwards
-everything else (and every request it accepts) to moto unchanged. :class:`FakeAWS` starts
-both servers together.
+and roles stored in moto's IAM, answers failures in STS's XML error format
+(:mod:`~gitlab_botocore.testing.sts_wire`), plays scripted
+:class:`~gitlab_botocore.testing.faults.Fault` values, and forwards everything else (and
+every request it accepts) to moto unchanged. :class:`~gitlab_botocore.testing.aws.FakeAWS`
+starts moto and this server together.
 """
 
 from __future__ import annotations
@@ -20,158 +22,54 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
-from xml.sax.saxutils import escape
 
 import jwt
 
-from gitlab_botocore.testing._server import LocalServer, StartStop
+from gitlab_botocore.testing._server import LocalServer
+from gitlab_botocore.testing.faults import Fault
+from gitlab_botocore.testing.sts_wire import (
+    ACTION,
+    MSG_AUDIENCE,
+    MSG_BAD_SIGNATURE,
+    MSG_MAX_SESSION,
+    MSG_NO_PROVIDER,
+    MSG_NOT_A_JWT,
+    MSG_NOT_AUTHORIZED,
+    MSG_VERIFICATION_KEY,
+    ReplyError,
+    error_body,
+    validation_problems,
+)
 from gitlab_botocore.tools.trust_policy import (
-    build_trust_policy,
     claim_values,
     condition_context,
-    condition_holds,
-    has_wildcard,
     trust_policy_allows,
 )
 
 __all__ = [
-    "ACCESS_DENIED",
-    "DROPPED_CONNECTION",
-    "IDP_COMMUNICATION_ERROR",
-    "INTERNAL_FAILURE",
-    "MSG_VERIFICATION_KEY",
-    "SERVICE_UNAVAILABLE",
-    "THROTTLING",
-    "VERIFICATION_KEY_UNAVAILABLE",
+    "DUMMY_ACCESS_KEY",
+    "DUMMY_SECRET_KEY",
+    "REGION",
     "AssumeRoleCall",
-    "FakeAWS",
-    "Fault",
-    "ReplyError",
     "VerifyingSTS",
-    "condition_holds",
-    "credentials_body",
-    "error_body",
-    "trust_policy_allows",
-    "trust_policy_for",
 ]
 
 logger = logging.getLogger(__name__)
 
-ACTION = "AssumeRoleWithWebIdentity"
-STS_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
 DUMMY_ACCESS_KEY = "testing"
 DUMMY_SECRET_KEY = "testing"  # noqa: S105 - moto accepts any key; this one is public
 REGION = "us-east-1"
 
-MSG_NO_PROVIDER = "No OpenIDConnect provider found in your account for {}"
-# The double space is in AWS's own message.
-MSG_VERIFICATION_KEY = (
-    "Couldn't retrieve verification key from your identity provider,  please reference "
-    "AssumeRoleWithWebIdentity documentation for requirements"
-)
-MSG_NOT_AUTHORIZED = "Not authorized to perform sts:AssumeRoleWithWebIdentity"
-MSG_BAD_SIGNATURE = "Signature verification failed"
-MSG_NOT_A_JWT = (
-    "The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)"
-)
-MSG_AUDIENCE = "Incorrect token audience"
-MSG_MAX_SESSION = "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
-
 _SUPPORTED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"})
-_SESSION_NAME = re.compile(r"[\w+=,.@-]*", re.ASCII)
 _ERROR_CODE = re.compile(rb"<Code>([^<]*)</Code>")
 _DEFAULT_MAX_SESSION = 3600
 _HOP_BY_HOP = frozenset(
     {"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection"}
 )
-
-
-# -- errors and faults -------------------------------------------------------------------
-
-
-class ReplyError(Exception):
-    """An error reply of the local STS: STS error code, message and HTTP status."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.status = status
-
-
-@dataclasses.dataclass(frozen=True)
-class Fault:
-    """One scripted misbehaviour for the next ``AssumeRoleWithWebIdentity`` request.
-
-    ``delay`` is slept first. Then ``drop`` closes the connection without an answer,
-    ``body`` is sent as it is (with ``status`` and ``content_type``: an error page, garbage,
-    a doctored STS document), a non-empty ``code`` is answered as an STS error, and
-    otherwise the request proceeds.
-    """
-
-    code: str | None
-    message: str = "Injected fault"
-    status: int = 400
-    delay: float = 0.0
-    drop: bool = False
-    body: bytes | None = None
-    content_type: str = "text/xml"
-
-    @classmethod
-    def reply(cls, body: bytes | str, status: int = 200, content_type: str = "text/xml") -> Fault:
-        """Answer with exactly ``body``, as a proxy, a captive portal or a broken STS might."""
-        data = body.encode() if isinstance(body, str) else body
-        return cls(code=None, status=status, body=data, content_type=content_type)
-
-    @classmethod
-    def latency(cls, seconds: float) -> Fault:
-        """Only slow the request down."""
-        return cls(code=None, delay=seconds)
-
-    @classmethod
-    def throttling(cls) -> Fault:
-        return cls("Throttling", "Rate exceeded", 400)
-
-    @classmethod
-    def idp_communication_error(cls) -> Fault:
-        return cls(
-            "IDPCommunicationError",
-            "The request could not be fulfilled because the identity provider is not reachable.",
-            400,
-        )
-
-    @classmethod
-    def verification_key_unavailable(cls) -> Fault:
-        return cls("InvalidIdentityToken", MSG_VERIFICATION_KEY, 400)
-
-    @classmethod
-    def access_denied(cls) -> Fault:
-        return cls("AccessDenied", MSG_NOT_AUTHORIZED, 403)
-
-    @classmethod
-    def internal_failure(cls) -> Fault:
-        return cls("InternalFailure", "An internal error occurred.", 500)
-
-    @classmethod
-    def service_unavailable(cls) -> Fault:
-        return cls("ServiceUnavailable", "Service is unavailable.", 503)
-
-    @classmethod
-    def dropped_connection(cls) -> Fault:
-        return cls(code=None, drop=True)
-
-
-THROTTLING = Fault.throttling()
-IDP_COMMUNICATION_ERROR = Fault.idp_communication_error()
-VERIFICATION_KEY_UNAVAILABLE = Fault.verification_key_unavailable()
-ACCESS_DENIED = Fault.access_denied()
-INTERNAL_FAILURE = Fault.internal_failure()
-SERVICE_UNAVAILABLE = Fault.service_unavailable()
-DROPPED_CONNECTION = Fault.dropped_connection()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,137 +87,6 @@ class AssumeRoleCall:
     outcome: str
     policy: str | None = None
     policy_arns: tuple[str, ...] = ()
-
-
-def credentials_body(
-    access_key: str,
-    secret_key: str,
-    session_token: str,
-    expiration: str,
-    *,
-    assumed_role_arn: str = "arn:aws:sts::123456789012:assumed-role/deploy/session",
-    action: str = ACTION,
-) -> bytes:
-    """Render a successful ``AssumeRoleWithWebIdentity`` (or ``action``) answer, values as given.
-
-    For doctored answers: ``Fault.reply(credentials_body(...))``.
-    """
-    return (
-        f'<{action}Response xmlns="{STS_NAMESPACE}"><{action}Result>'
-        f"<Credentials><AccessKeyId>{escape(access_key)}</AccessKeyId>"
-        f"<SecretAccessKey>{escape(secret_key)}</SecretAccessKey>"
-        f"<SessionToken>{escape(session_token)}</SessionToken>"
-        f"<Expiration>{escape(expiration)}</Expiration></Credentials>"
-        f"<AssumedRoleUser><Arn>{escape(assumed_role_arn)}</Arn>"
-        "<AssumedRoleId>AROAEXAMPLE:session</AssumedRoleId></AssumedRoleUser>"
-        f"</{action}Result><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
-        f"</ResponseMetadata></{action}Response>"
-    ).encode()
-
-
-def error_body(code: str, message: str, status: int, request_id: str) -> bytes:
-    """Render an STS ``ErrorResponse`` document."""
-    kind = "Receiver" if status >= 500 else "Sender"
-    return (
-        f'<ErrorResponse xmlns="{STS_NAMESPACE}">'
-        f"<Error><Type>{kind}</Type><Code>{escape(code)}</Code>"
-        f"<Message>{escape(message)}</Message></Error>"
-        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
-    ).encode()
-
-
-# -- trust policies ----------------------------------------------------------------------
-# Building and evaluating live in gitlab_botocore.tools.trust_policy (condition_holds and
-# trust_policy_allows are re-exported from here); trust_policy_for only adds what tests need.
-
-
-def trust_policy_for(
-    provider_arn: str,
-    *,
-    sub: str | list[str],
-    aud: str | list[str] | None = None,
-    like: bool | None = None,
-) -> dict[str, Any]:
-    """The policy :func:`~gitlab_botocore.tools.trust_policy.build_trust_policy` writes, for tests.
-
-    It admits tokens of this provider whose ``sub`` is one of ``sub`` (with ``*`` or ``?``: a
-    ``StringLike`` pattern) and whose ``aud`` is ``aud``; ``aud=None`` leaves the audience
-    unconditioned, a lax policy that some tests need. ``like=False`` refuses patterns (a
-    wildcard compared literally would match only itself).
-    """
-    subjects = [sub] if isinstance(sub, str) else list(sub)
-    if like is False and any(has_wildcard(s) for s in subjects):
-        raise ValueError("like=False compares '*' and '?' literally: write that policy by hand")
-    policy = build_trust_policy(
-        provider_arn=provider_arn,
-        audience="unconditioned" if aud is None else aud,
-        subjects=subjects,
-    )
-    if aud is None:
-        for statement in policy["Statement"]:
-            conditions = statement["Condition"]
-            equals = conditions["StringEquals"]
-            for key in [k for k in equals if k.endswith(":aud")]:
-                del equals[key]
-            if not equals:
-                del conditions["StringEquals"]
-    return policy
-
-
-# -- request validation ------------------------------------------------------------------
-
-
-def _validation_problems(params: Mapping[str, str]) -> list[str]:
-    problems: list[str] = []
-
-    def bad(name: str, shown: str, constraint: str) -> None:
-        problems.append(f"Value {shown} at '{name}' failed to satisfy constraint: {constraint}")
-
-    def length(name: str, value: str | None, low: int, high: int, *, secret: bool = False) -> None:
-        shown = "null" if value is None else "'***'" if secret else f"'{value}'"
-        if value is None:
-            bad(name, shown, "Member must not be null")
-        elif len(value) < low:
-            bad(name, shown, f"Member must have length greater than or equal to {low}")
-        elif len(value) > high:
-            bad(name, shown, f"Member must have length less than or equal to {high}")
-
-    length("roleArn", params.get("RoleArn"), 20, 2048)
-    session_name = params.get("RoleSessionName")
-    length("roleSessionName", session_name, 2, 64)
-    if session_name is not None and not _SESSION_NAME.fullmatch(session_name):
-        bad(
-            "roleSessionName",
-            f"'{session_name}'",
-            r"Member must satisfy regular expression pattern: [\w+=,.@-]*",
-        )
-    length("webIdentityToken", params.get("WebIdentityToken"), 4, 20000, secret=True)
-    policy = params.get("Policy")
-    if policy is not None:
-        length("policy", policy, 1, 2048, secret=True)
-    duration = params.get("DurationSeconds")
-    if duration is not None:
-        try:
-            seconds = int(duration)
-        except ValueError:
-            bad("durationSeconds", f"'{duration}'", "Member must be an integer")
-        else:
-            if seconds < 900:
-                bad(
-                    "durationSeconds",
-                    f"'{duration}'",
-                    "Member must have value greater than or equal to 900",
-                )
-            elif seconds > 43200:
-                bad(
-                    "durationSeconds",
-                    f"'{duration}'",
-                    "Member must have value less than or equal to 43200",
-                )
-    return problems
-
-
-# -- the server --------------------------------------------------------------------------
 
 
 class _Server(ThreadingHTTPServer):
@@ -535,7 +302,7 @@ class VerifyingSTS(LocalServer):
 
     def _verify(self, params: Mapping[str, str]) -> None:
         """Raise :class:`ReplyError` unless AWS would accept this request."""
-        problems = _validation_problems(params)
+        problems = validation_problems(params)
         if problems:
             count = len(problems)
             noun = "error" if count == 1 else "errors"
@@ -669,111 +436,3 @@ class VerifyingSTS(LocalServer):
         if role.get("Arn") != role_arn:
             raise ReplyError("AccessDenied", MSG_NOT_AUTHORIZED, 403)
         return role
-
-
-# -- moto plus the verifying front -------------------------------------------------------
-
-
-class FakeAWS(StartStop):
-    """A moto server with a :class:`VerifyingSTS` in front of it.
-
-    ``moto_url`` serves IAM, S3 and the rest; ``sts_url`` is the verifying STS. moto keeps
-    its state per process, so names (roles, buckets, providers) must be unique per process.
-    """
-
-    account_id: ClassVar[str] = "123456789012"
-
-    def __init__(self) -> None:
-        self._moto: Any = None
-        self._sts: VerifyingSTS | None = None
-        self._iam: Any = None
-
-    def start(self) -> FakeAWS:
-        """Start moto on a free port, then the verifying STS."""
-        if self._moto is not None:
-            raise RuntimeError("FakeAWS is already running")
-        from moto.server import ThreadedMotoServer
-
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        moto.start()
-        self._moto = moto
-        try:
-            self._sts = VerifyingSTS(self.moto_url).start()
-            self._iam = self.client("iam")
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Stop both servers; calling it again does nothing."""
-        sts, moto = self._sts, self._moto
-        self._sts = self._moto = self._iam = None
-        if sts is not None:
-            sts.stop()
-        if moto is not None:
-            moto.stop()
-
-    @property
-    def moto_url(self) -> str:
-        if self._moto is None:
-            raise RuntimeError("FakeAWS is not running; call start() first")
-        host, port = self._moto.get_host_and_port()
-        return f"http://{host}:{port}"
-
-    @property
-    def sts(self) -> VerifyingSTS:
-        """The verifying STS front, for faults, latency and recorded calls."""
-        if self._sts is None:
-            raise RuntimeError("FakeAWS is not running; call start() first")
-        return self._sts
-
-    @property
-    def sts_url(self) -> str:
-        return self.sts.url
-
-    def client(self, service: str, **kwargs: Any) -> Any:
-        """A boto3 client for ``service`` on moto; dummy keys unless ``kwargs`` give others.
-
-        Explicit keys mean no credential chain (ours included) is ever consulted.
-        """
-        import boto3
-
-        options: dict[str, Any] = {
-            "endpoint_url": self.moto_url,
-            "region_name": REGION,
-            "aws_access_key_id": DUMMY_ACCESS_KEY,
-            "aws_secret_access_key": DUMMY_SECRET_KEY,
-            **kwargs,
-        }
-        return boto3.session.Session(region_name=options["region_name"]).client(service, **options)
-
-    def create_oidc_provider(self, issuer_url: str, client_ids: Iterable[str] = ()) -> str:
-        """Register ``issuer_url`` as an IAM OIDC provider and return its ARN.
-
-        ``client_ids`` (the accepted audiences) default to the issuer URL itself.
-        """
-        ids = list(client_ids) or [issuer_url]
-        response = self._iam_client().create_open_id_connect_provider(
-            Url=issuer_url, ClientIDList=ids, ThumbprintList=["0" * 40]
-        )
-        return str(response["OpenIDConnectProviderArn"])
-
-    def create_role(
-        self, name: str, trust_policy: Mapping[str, Any], max_session_duration: int = 3600
-    ) -> str:
-        """Create an IAM role with ``trust_policy`` and return its ARN."""
-        response = self._iam_client().create_role(
-            RoleName=name,
-            AssumeRolePolicyDocument=json.dumps(trust_policy),
-            MaxSessionDuration=max_session_duration,
-        )
-        return str(response["Role"]["Arn"])
-
-    trust_policy_for = staticmethod(trust_policy_for)
-    """See :func:`trust_policy_for`."""
-
-    def _iam_client(self) -> Any:
-        if self._iam is None:
-            raise RuntimeError("FakeAWS is not running; call start() first")
-        return self._iam

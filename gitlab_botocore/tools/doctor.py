@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 import jwt
 
 from gitlab_botocore.exceptions import GitLabOIDCError
-from gitlab_botocore.id_token import EnvironmentTokenSource, IdToken
+from gitlab_botocore.id_token import IdToken
 from gitlab_botocore.settings import ROLE_ARN_ROW, EnvVar, Settings, resolve_for_session
+from gitlab_botocore.token_source import EnvironmentTokenSource
 
 from .tls_chain import chain_problem, served_chain
 
