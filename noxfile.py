@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
 import nox
@@ -88,8 +89,10 @@ def oldest(session: nox.Session) -> None:
 @nox.session(python=newest_python())
 def newest(session: nox.Session) -> None:
     """The newest botocore and boto3 on the registry; the tests of the sdist, installed."""
-    workdir = Path(session.create_tmp()) / "sdist"
-    shutil.rmtree(workdir, ignore_errors=True)
+    # Outside the checkout (not session.create_tmp(), which also points TMPDIR into .nox/):
+    # pytest run from a temporary directory must not find this project's configuration.
+    workdir = Path(tempfile.mkdtemp(prefix="gitlab-botocore-sdist-"))
+    session.log(f"sdist unpacked in {workdir}")
     session.install("build")
     session.run("python", "-m", "build", "--sdist", "--outdir", str(workdir), ".", silent=True)
     (archive,) = workdir.glob("*.tar.gz")
@@ -104,7 +107,10 @@ def newest(session: nox.Session) -> None:
     session.install("--force-reinstall", "--no-deps", str(archive))
     session.install("--upgrade", "botocore", "boto3")
     session.chdir(tree)
-    run_tests(session)
+    try:
+        run_tests(session)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @nox.session(python=python(AIOBOTOCORE_PYTHON))

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).parent.parent / "gitlab_botocore"
+import gitlab_botocore
+
+# The package under test, wherever it is installed from (the checkout, or an unpacked sdist
+# whose own copy of the package was removed so that the installed one is tested).
+PACKAGE = Path(gitlab_botocore.__file__).parent
 RUNTIME = sorted(
     path
     for path in PACKAGE.rglob("*.py")

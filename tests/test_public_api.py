@@ -15,7 +15,7 @@ import gitlab_botocore
 
 ROOT = Path(__file__).parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-TEST_KIT = sorted((ROOT / "gitlab_botocore" / "testing").glob("*.py"))
+TEST_KIT = sorted((Path(gitlab_botocore.__file__).parent / "testing").glob("*.py"))
 
 
 def documented(name: str) -> bool:
@@ -98,3 +98,7 @@ def test_the_test_kit_names_no_class_like_a_public_one(path: Path) -> None:
     public = set(gitlab_botocore.__all__)
     clash = public & set(getattr(module, "__all__", dir(module)))
     assert not clash, f"{module.__name__} defines {sorted(clash)}, as gitlab_botocore does"
+
+
+def test_the_test_kit_modules_are_found() -> None:
+    assert {"sts.py", "aws.py", "faults.py", "issuer.py"} <= {path.name for path in TEST_KIT}

@@ -14,6 +14,19 @@ from .conftest import ACCOUNT_ID, Job
 
 pytest_plugins = ["pytester"]
 
+
+@pytest.fixture(autouse=True)
+def _users_own_project(request: pytest.FixtureRequest) -> None:
+    """Each inner suite is a user's project with its own (empty) configuration.
+
+    Without it, pytest looks for an ini file upwards from the temporary directory, and when
+    that lies inside this checkout (nox puts TMPDIR under .nox/) it finds this project's
+    pyproject.toml, whose filterwarnings imports gitlab_botocore.
+    """
+    if "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester").makeini("[pytest]\n")
+
+
 SUITE_WITH_THE_FAKES = """
 import os
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import gitlab_botocore
+import gitlab_botocore_pytest
 from gitlab_botocore.cache import cache_key
 from gitlab_botocore.id_token import IdToken
 from gitlab_botocore.settings import (
@@ -258,8 +259,8 @@ def _string_constants(path: Path) -> list[str]:
 
 def test_every_setting_name_is_spelled_once_in_the_package() -> None:
     files = [
-        *sorted((ROOT / "gitlab_botocore").rglob("*.py")),
-        *sorted((ROOT / "gitlab_botocore_pytest").rglob("*.py")),
+        *sorted(Path(gitlab_botocore.__file__).parent.rglob("*.py")),
+        *sorted(Path(gitlab_botocore_pytest.__file__).parent.rglob("*.py")),
     ]
     constants = [text for path in files for text in _string_constants(path)]
     names = [name for row in SETTINGS for name in (*row.env, row.profile_key) if name]
