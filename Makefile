@@ -16,8 +16,9 @@ PIP_STAMP  := $(VENV)/.pip-stamp
 DEMO_STAMP := $(VENV)/.demo-stamp
 STAMP      := $(VENV)/.installed-stamp
 DIST_VENV  := build/dist-check-venv
+MATRIX     := oldest newest aiobotocore
 
-.PHONY: all test lint typecheck pytest matrix dist-check demo bench clean
+.PHONY: all test lint typecheck pytest matrix $(MATRIX:%=matrix-%) dist-check demo bench clean
 
 all: test
 
@@ -46,10 +47,17 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-# Each session has its own virtualenv under .nox/, reused by later runs. The `newest`
-# session runs the tests of the built sdist, installed from it (see noxfile.py).
+# Each session has its own virtualenv under .nox/, reused by later runs. They are installed
+# one after another (editable installs write into the checkout), then their test runs go at
+# once: the suite spends much of its time waiting on local servers and subprocesses, so two
+# cores run three sessions in about the time of the longest. Each session's output is shown
+# when it ends. The `newest` session runs the tests of the built sdist (see noxfile.py).
 matrix: $(STAMP)
-	$(BIN)/nox
+	$(BIN)/nox --install-only
+	@$(MAKE) --no-print-directory -j3 --output-sync=target $(MATRIX:%=matrix-%)
+
+$(MATRIX:%=matrix-%): matrix-%: $(STAMP)
+	$(BIN)/nox --no-install -s $*
 
 # The wheel goes into a venv without pip (fast to create); this venv's pip installs it there.
 dist-check: $(STAMP)

@@ -14,6 +14,8 @@ dependency group of pyproject.toml and its pins in one resolver run, so pip pick
 tools (moto, Django, ...) that work with the pinned versions, then runs the tests. nox
 reads the group, so the sessions' pip needs no ``--group`` support (Python 3.9's does not).
 Arguments after ``--`` go to pytest: ``nox -s oldest -- -x tests/test_provider.py``.
+``make matrix`` installs every session first, one after another (their editable installs
+write into the checkout), then runs the three test runs at once (``--no-install``).
 A session whose Python is missing is skipped, except on CI (``CI`` set), where it fails.
 """
 
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -91,10 +95,16 @@ def newest(session: nox.Session) -> None:
     """The newest botocore and boto3 on the registry; the tests of the sdist, installed."""
     # Outside the checkout (not session.create_tmp(), which also points TMPDIR into .nox/):
     # pytest run from a temporary directory must not find this project's configuration.
+    # Built with nox's own Python (``build`` is in the lint group), not through session.run,
+    # so that ``--install-only`` (install this sdist) and ``--no-install`` (run its tests)
+    # both have it.
     workdir = Path(tempfile.mkdtemp(prefix="gitlab-botocore-sdist-"))
     session.log(f"sdist unpacked in {workdir}")
-    session.install("build")
-    session.run("python", "-m", "build", "--sdist", "--outdir", str(workdir), ".", silent=True)
+    subprocess.run(  # noqa: S603 (a fixed command)
+        [sys.executable, "-m", "build", "--sdist", "--outdir", str(workdir), "."],
+        check=True,
+        capture_output=True,
+    )
     (archive,) = workdir.glob("*.tar.gz")
     with tarfile.open(archive) as sdist:
         sdist.extractall(workdir, filter="data")
