@@ -299,9 +299,8 @@ def _shape_mistakes(components: dict[str, str], claims: Mapping[str, object]) ->
             f"{','.join(names)}): write them in the shape shown above;"
         )
     if "ref_type" in components:
-        lines.append(
-            f"  - a sub pattern for branches while this job runs on a {ref_type}, or the reverse;"
-        )
+        other = "tags" if ref_type == "branch" else "branches"
+        lines.append(f"  - a sub pattern for {other} while this job runs on a {ref_type};")
     return lines
 
 

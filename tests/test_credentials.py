@@ -213,6 +213,8 @@ def test_failed_refresh_at_the_end_raises(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# Forking while a refresh thread runs is the very case under test (Python 3.12+ warns of it).
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_is_not_blocked_by_the_parents_refresh(
     clock: time_machine.Traveller, aws: FakeAWS
 ) -> None:

@@ -177,7 +177,7 @@ def test_access_denied_explains_the_trust_policy(job: Job, aws: FakeAWS) -> None
     assert f'"StringLike": {{"{host}:sub": "{sub[:-9]}*"}}' in message
     assert "only StringLike expands wildcards" in message
     assert f"'aud:' under id_tokens: in .gitlab-ci.yml (this token: {job.gitlab.issuer})" in message
-    assert "a sub pattern for branches while this job runs on a branch" in message
+    assert "a sub pattern for tags while this job runs on a branch;" in message
     assert f"{host}:ref_protected (this job: false)" in message
     assert "customises it" not in message
     assert aws.sts.calls[0].outcome == "AccessDenied"
@@ -237,7 +237,7 @@ def test_access_denied_suggests_conditions_in_the_token_sub_shape(
     components = ",".join(sub.split(":")[0::2])
     customised = f"(ci_id_token_sub_claim_components: {components})"
     assert (customised in message) is (components != "project_path,ref_type,ref")
-    assert ("a sub pattern for branches while this job runs on a tag" in message) is (
+    assert ("a sub pattern for branches while this job runs on a tag;" in message) is (
         "ref_type" in components
     )
 
