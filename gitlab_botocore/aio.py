@@ -93,14 +93,7 @@ class GitLabOIDCAioProvider(CredentialProvider):  # type: ignore[misc]
 
 def _as_metadata(shared: GitLabOIDCCredentials) -> dict[str, Any]:
     """The shared credentials in the shape botocore's refreshable credentials load."""
-    issued = shared.get_issued_credentials()
-    return {
-        "access_key": issued.access_key,
-        "secret_key": issued.secret_key,
-        "token": issued.token,
-        "expiry_time": issued.expiration.isoformat(),
-        "account_id": issued.account_id,
-    }
+    return shared.get_issued_credentials().as_metadata()
 
 
 ThreadRunner = Callable[[Callable[[], Any]], Awaitable[Any]]

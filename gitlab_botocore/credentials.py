@@ -88,14 +88,7 @@ class GitLabOIDCCredentials(DeferredRefreshableCredentials):  # type: ignore[mis
 
     def _metadata(self) -> dict[str, Any]:
         """What botocore's own refresh path would load, should anything call it."""
-        issued = self._refresher.current()
-        return {
-            "access_key": issued.access_key,
-            "secret_key": issued.secret_key,
-            "token": issued.token,
-            "expiry_time": issued.expiration.isoformat(),
-            "account_id": issued.account_id,
-        }
+        return self._refresher.current().as_metadata()
 
     def __repr__(self) -> str:
         issued = self._refresher.peek()

@@ -138,6 +138,16 @@ class IssuedCredentials:
         parts = self.assumed_role_arn.split(":")
         return parts[4] if len(parts) > 4 and parts[4] else None
 
+    def as_metadata(self) -> dict[str, Any]:
+        """These credentials in the shape botocore's refreshable credentials load."""
+        return {
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+            "token": self.token,
+            "expiry_time": self.expiration.isoformat(),
+            "account_id": self.account_id,
+        }
+
     def __repr__(self) -> str:
         return (
             f"IssuedCredentials(assumed_role_arn={self.assumed_role_arn!r}, "

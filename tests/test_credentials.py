@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import boto3
 import pytest
@@ -26,11 +26,12 @@ import time_machine
 
 from gitlab_botocore.credentials import GitLabOIDCCredentials
 from gitlab_botocore.exchange import IssuedCredentials
-from gitlab_botocore.refresh import THREAD_NAME, Refresher
+from gitlab_botocore.refresh import Refresher
 from gitlab_botocore.testing.aws import FakeAWS
 from gitlab_botocore.testing.faults import Fault
 
 from .conftest import Job
+from .waiting import refresh_in_flight, wait_for
 
 START = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.timezone.utc)
 
@@ -41,18 +42,6 @@ def clock(job: Job) -> Iterator[time_machine.Traveller]:
     with time_machine.travel(START, tick=False) as traveller:
         job.token(lifetime_seconds=6 * 3600)
         yield traveller
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
-
-
-def refresh_in_flight() -> bool:
-    return any(thread.name == THREAD_NAME for thread in threading.enumerate())
 
 
 def access_key(credentials: Any) -> str:

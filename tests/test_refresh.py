@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from typing import Callable
 
@@ -23,26 +22,15 @@ from gitlab_botocore import STSUnavailableError
 from gitlab_botocore.exchange import IssuedCredentials
 from gitlab_botocore.refresh import (
     RETRY_BACKOFF,
-    THREAD_NAME,
     Generation,
     Plan,
     Refresher,
     plan,
 )
 
+from .waiting import refresh_in_flight, wait_for
+
 START = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.timezone.utc)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
-
-
-def refresh_in_flight() -> bool:
-    return any(thread.name == THREAD_NAME for thread in threading.enumerate())
 
 
 def access_key(refresher: Refresher) -> str:
