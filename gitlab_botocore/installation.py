@@ -10,6 +10,7 @@ and leaves the session as botocore made it.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import botocore
 import botocore.credentials
 
-from .settings import METHOD, Overrides, check_keywords
+from .settings import METHOD, Overrides, check_keywords, require_in_effect
 
 if TYPE_CHECKING:  # typing_extensions is not a runtime dependency (Python 3.9)
     from typing_extensions import Unpack
@@ -133,7 +134,11 @@ def _wrap_credential_provider(session: Any, overrides: dict[str, Any]) -> None:
             else botocore.credentials.create_credential_resolver(session)
         )
         try:
-            _insert(resolver, _provider_for(session, overrides))
+            _insert(
+                resolver,
+                _provider_for(session, overrides),
+                first=require_in_effect(overrides, os.environ),
+            )
         except Exception:
             logger.warning("gitlab-botocore could not add its provider.", exc_info=True)
         return resolver
@@ -156,10 +161,12 @@ def _is_aiobotocore(session: Any) -> bool:
     return any(cls.__module__.startswith("aiobotocore.") for cls in type(session).__mro__)
 
 
-def _insert(resolver: Any, provider: Any) -> None:
-    """Put ``provider`` before ``assume-role-with-web-identity``, else right after ``env``.
+def _insert(resolver: Any, provider: Any, *, first: bool = False) -> None:
+    """Put ``provider`` before ``assume-role-with-web-identity``, else right after ``env``;
+    with ``first`` (GitLab credentials required), ahead of every provider, so that neither
+    static keys nor a profile's role can stand in for the job's role.
 
-    A chain with neither is one that code narrowed on purpose (say, to a single
+    A chain with neither anchor is one that code narrowed on purpose (say, to a single
     provider): it is left exactly as it is.
     """
     methods = [p.METHOD for p in resolver.providers]
@@ -175,7 +182,9 @@ def _insert(resolver: Any, provider: Any) -> None:
     if provider.METHOD in methods:
         resolver.remove(provider.METHOD)
         methods.remove(provider.METHOD)
-    if INSERT_BEFORE in methods:
+    if first:
+        resolver.providers.insert(0, provider)
+    elif INSERT_BEFORE in methods:
         resolver.insert_before(INSERT_BEFORE, provider)
     else:
         resolver.insert_after("env", provider)

@@ -141,6 +141,14 @@ def _valid_flag(value: Any, source: str) -> bool:
 
 def _valid_account_ids(value: Any, source: str) -> tuple[str, ...]:
     ids = _items(value)
+    if value is not None and not ids:
+        # An allow-list that names nobody would silently allow every account (say, a
+        # group variable built from unset variables: "$STAGING_ID,$PROD_ID").
+        raise ConfigurationError(
+            f"{source} is set but names no account id ({value!r}). List the 12-digit "
+            "account ids whose roles this job may assume, or unset it.",
+            setting=source,
+        )
     bad = [account for account in ids if not _ACCOUNT_ID.match(account)]
     if bad:
         raise ConfigurationError(
@@ -683,6 +691,27 @@ def lookup(
     return None, ""
 
 
+def _environment_guard(row: Setting, environ: Mapping[str, str]) -> tuple[Any, str]:
+    """A guard's value from the environment alone (converted), and its variable."""
+    for name in row.env:
+        if environ.get(name, "").strip():
+            return row.convert(environ[name].strip(), name, environ), name
+    return row.convert(None, "", environ), ""
+
+
+def require_in_effect(overrides: Mapping[str, Any], environ: Mapping[str, str]) -> bool:
+    """Whether GitLab OIDC credentials are required (``register(require=True)`` or
+    ``GITLAB_BOTOCORE_REQUIRE``); an invalid value counts as required, so that the
+    provider is consulted and reports it."""
+    try:
+        return bool(
+            REQUIRE_ROW.convert(overrides.get(REQUIRE_ROW.field), "", environ)
+            or _environment_guard(REQUIRE_ROW, environ)[0]
+        )
+    except ConfigurationError:
+        return True
+
+
 def resolve_settings(
     *,
     overrides: Mapping[str, Any],
@@ -715,7 +744,12 @@ def resolve_settings(
         value, source = found[row.field]
         return row.convert(value, source, environ)
 
+    # The guards protect the job from its own code too: a keyword can tighten what the
+    # environment asks for, never loosen it.
     require = convert(REQUIRE_ROW)
+    required_by_environment, environment_source = _environment_guard(REQUIRE_ROW, environ)
+    if required_by_environment and not require:
+        require, found[REQUIRE_ROW.field] = True, (True, environment_source)
     role_arn, role_source = found[ROLE_ARN_ROW.field]
     if role_arn is None:
         if require:
@@ -735,6 +769,16 @@ def resolve_settings(
     chain = convert(CHAIN_ROLE_ARNS_ROW)
     allowed = convert(ALLOWED_ACCOUNT_IDS_ROW)
     allowed_source = found[ALLOWED_ACCOUNT_IDS_ROW.field][1]
+    from_environment, environment_source = _environment_guard(ALLOWED_ACCOUNT_IDS_ROW, environ)
+    if environment_source and environment_source != allowed_source:  # a keyword as well
+        allowed_source = f"{allowed_source} together with {environment_source}"
+        allowed = tuple(account for account in allowed if account in from_environment)
+        if not allowed:
+            raise ConfigurationError(
+                f"{allowed_source} have no account in common: no role may be assumed. A "
+                f"keyword can narrow {environment_source}, not widen it.",
+                setting=environment_source,
+            )
     chain_source = found[CHAIN_ROLE_ARNS_ROW.field][1]
     for arn, source in [(role_arn, role_source)] + [(arn, chain_source) for arn in chain]:
         _ensure_allowed_account(arn, source, allowed, allowed_source)

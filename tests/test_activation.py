@@ -256,3 +256,66 @@ def test_the_gitlab_role_wins_over_aws_profile_with_static_keys(job: Job) -> Non
     assert boto3.Session().get_credentials().method == "gitlab-oidc"
     job.set(AWS_ROLE_ARN=None)
     assert boto3.Session().get_credentials().method == "shared-credentials-file"
+
+
+# -- the guards cannot be got round ----------------------------------------------------------
+
+
+def test_require_puts_the_job_role_before_static_keys_in_the_environment(job: Job) -> None:
+    # Keys leaked into the job (a runner variable, a group CI/CD variable) win in botocore's
+    # chain; a job that requires GitLab credentials must not run as them.
+    keys = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEEXAMPLE12", "AWS_SECRET_ACCESS_KEY": "x" * 40}
+    job.set(**keys)
+    assert boto3.Session().get_credentials().method == "env"
+    job.set(GITLAB_BOTOCORE_REQUIRE="1")
+    assert boto3.Session().get_credentials().method == "gitlab-oidc"
+
+
+def test_require_puts_the_job_role_before_a_profile_role(job: Job) -> None:
+    # botocore's assume-role provider comes before ours: a profile with role_arn and
+    # source_profile would otherwise take a role in any account.
+    static_keys_in_credentials_file("base")
+    Path(job.config_file).write_text(
+        f"[profile other]\nrole_arn = {OTHER_ACCOUNT_ROLE}\nsource_profile = base\n"
+    )
+    job.set(AWS_PROFILE="other")
+    assert boto3.Session().get_credentials().method == "assume-role"
+    job.set(GITLAB_BOTOCORE_REQUIRE="1")
+    assert boto3.Session().get_credentials().method == "gitlab-oidc"
+
+
+def test_require_in_code_also_goes_first(job: Job) -> None:
+    job.set(AWS_ACCESS_KEY_ID="AKIAEXAMPLEEXAMPLE12", AWS_SECRET_ACCESS_KEY="x" * 40)
+    session = boto3.Session()
+    gitlab_botocore.register(session, require=True)
+    assert session.get_credentials().method == "gitlab-oidc"
+
+
+@pytest.mark.parametrize("value", [",", " , ", ",,"])
+def test_an_allow_list_that_names_no_account_is_refused(job: Job, value: str) -> None:
+    # "$STAGING_ID,$PROD_ID" with both unset must not mean "every account".
+    job.set(AWS_ROLE_ARN=OTHER_ACCOUNT_ROLE, GITLAB_BOTOCORE_ALLOWED_ACCOUNT_IDS=value)
+    with pytest.raises(gitlab_botocore.ConfigurationError, match="names no account id") as caught:
+        boto3.Session().get_credentials()
+    assert caught.value.setting == "GITLAB_BOTOCORE_ALLOWED_ACCOUNT_IDS"
+
+
+def test_a_keyword_cannot_loosen_require(job: Job) -> None:
+    job.set(GITLAB_BOTOCORE_REQUIRE="1", GITLAB_OIDC_TOKEN=None)
+    session = boto3.Session()
+    gitlab_botocore.register(session, require=False)
+    with pytest.raises(gitlab_botocore.TokenNotFoundError):
+        session.get_credentials()
+
+
+def test_a_keyword_can_narrow_the_allowed_accounts_but_not_widen_them(job: Job) -> None:
+    job.set(GITLAB_BOTOCORE_ALLOWED_ACCOUNT_IDS=ACCOUNT_ID)
+    widened = boto3.Session()
+    gitlab_botocore.register(
+        widened, role_arn=OTHER_ACCOUNT_ROLE, allowed_account_ids=["999999999999"]
+    )
+    with pytest.raises(gitlab_botocore.ConfigurationError, match="no account in common"):
+        widened.get_credentials()
+    narrowed = boto3.Session()
+    gitlab_botocore.register(narrowed, allowed_account_ids=[ACCOUNT_ID, "999999999999"])
+    assert narrowed.get_credentials().method == "gitlab-oidc"
