@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Iterable, Mapping
 
@@ -23,6 +24,8 @@ from .id_token import IdToken
 from .settings import STS_AUDIENCE, EnvVar
 
 logger = logging.getLogger(__name__)
+_warned: set[tuple[str | None, tuple[str, ...]]] = set()
+_warned_lock = threading.Lock()
 
 
 class TokenSource(abc.ABC):
@@ -86,7 +89,9 @@ class EnvironmentTokenSource(TokenSource):
             return IdToken.parse(environ[self.variable], self.variable)
         for name in self.WELL_KNOWN:
             if environ.get(name, "").strip():
-                return IdToken.parse(environ[name], name)
+                token = IdToken.parse(environ[name], name)
+                self._warn_if_meant_elsewhere(token)
+                return token
         found, skipped = self._scan()
         for name, token in skipped.items():
             logger.debug(
@@ -142,6 +147,30 @@ class EnvironmentTokenSource(TokenSource):
             f"{', '.join(self.WELL_KNOWN)}, any variable holding a token issued by "
             f"{EnvVar.CI_SERVER_URL} ({self.ci_server_url or 'not set'}) for the audience "
             f"{' or '.join(self.audiences)}, and {EnvVar.LEGACY_JOB_JWT}"
+        )
+
+    def _warn_if_meant_elsewhere(self, token: IdToken) -> None:
+        """A token in a variable named for AWS is sent as given, but say so, once, when its
+        audience is not one for AWS: GitLab's Google Cloud and Azure guides use the same
+        name (``GITLAB_OIDC_TOKEN``) for tokens minted for them."""
+        if not self.ci_server_url or token.has_audience_in(self.audiences):
+            return
+        key = (token.variable, token.audience)
+        with _warned_lock:
+            if key in _warned:
+                return
+            _warned.add(key)
+        logger.warning(
+            "%s holds an ID token for the audience %s, not one of the audiences AWS accepts "
+            "from a GitLab setup (%s); it is sent to STS because that variable is named for "
+            "AWS. If the token is meant for another service (Google Cloud, Azure, Vault), "
+            "declare a separate ID token for AWS under 'id_tokens:' in %s; if it is meant for "
+            "AWS, list its audience in %s.",
+            token.variable,
+            ", ".join(token.audience) or "(none)",
+            ", ".join(self.audiences),
+            EnvVar.AWS_ID_TOKEN,
+            EnvVar.AUDIENCES,
         )
 
     def _not_found_message(self, skipped: Mapping[str, IdToken]) -> str:

@@ -179,6 +179,24 @@ def test_named_variables_are_used_as_given(job: Job, aws: FakeAWS, name: str) ->
     assert [call.claims["aud"] for call in aws.sts.calls] == [VAULT]
 
 
+def test_a_token_for_another_service_in_a_name_for_aws_is_sent_with_one_warning(
+    job: Job, aws: FakeAWS, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GitLab's Google Cloud guide names its token GITLAB_OIDC_TOKEN too.
+    google = "https://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p"
+    job.set(GITLAB_OIDC_TOKEN=job.gitlab.mint(audience=google))
+    with caplog.at_level(logging.WARNING, logger="gitlab_botocore"):
+        for _ in range(2):
+            with pytest.raises(gitlab_botocore.GitLabOIDCError):
+                boto3.Session().client("sts").get_caller_identity()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    meant_elsewhere = [w for w in warnings if "not one of the audiences AWS accepts" in w]
+    assert len(meant_elsewhere) == 1
+    assert f"GITLAB_OIDC_TOKEN holds an ID token for the audience {google}" in meant_elsewhere[0]
+    assert "GITLAB_BOTOCORE_AUDIENCES" in meant_elsewhere[0]
+    assert [call.claims["aud"] for call in aws.sts.calls][:1] == [google]  # sent as given
+
+
 def test_legacy_token_for_another_audience_is_skipped(job: Job) -> None:
     job.set(GITLAB_OIDC_TOKEN=None, CI_JOB_JWT_V2=job.gitlab.mint(audience=VAULT))
     with pytest.raises(gitlab_botocore.TokenNotFoundError, match="CI_JOB_JWT_V2"):
