@@ -905,6 +905,16 @@ def test_cli_check_fails_a_policy_without_aud(job: Job, tmp_path: Path) -> None:
     )
 
 
+def test_cli_check_of_a_deeply_nested_file_is_one_message(job: Job, tmp_path: Path) -> None:
+    policy_file = tmp_path / "trust.json"
+    policy_file.write_text("[" * 100_000)
+    result = run_cli("trust-policy", "--check", str(policy_file))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "nested too deeply to be a policy document" in result.stderr
+    assert "bug" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_cli_check_passes_an_allow_guarded_by_a_deny(job: Job, tmp_path: Path) -> None:
     host = provider_host(job.gitlab.issuer)
     sub = "project_path:mygroup/myproject:ref_type:branch:ref:main"

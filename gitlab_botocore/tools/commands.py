@@ -287,6 +287,12 @@ def cmd_trust_policy(context: Context, out: TextIO) -> int:
         raise ConfigurationError(
             f"Cannot read the trust policy {args.check}: {error}", setting="--check"
         ) from None
+    except RecursionError:  # nested deeper than any IAM policy can be
+        raise ConfigurationError(
+            f"Cannot read the trust policy {args.check}: it is nested too deeply to be a "
+            "policy document.",
+            setting="--check",
+        ) from None
     issuer = token.issuer or ""
     named = provider_arn_in(policy_document, issuer)
     if (
