@@ -789,8 +789,15 @@ def resolve_settings(
     token_file = environ.get(EnvVar.WEB_IDENTITY_TOKEN_FILE, "").strip()
     defer = bool(token_file and role_source == EnvVar.ROLE_ARN and not require)
 
-    values = {row.field: convert(row) for row in SETTINGS if row not in (REQUIRE_ROW, ROLE_ARN_ROW)}
-    values.update(role_arn=role_arn, require=require)
+    checked = {
+        REQUIRE_ROW.field: require,
+        ROLE_ARN_ROW.field: role_arn,
+        CHAIN_ROLE_ARNS_ROW.field: chain,
+        ALLOWED_ACCOUNT_IDS_ROW.field: allowed,  # what was enforced, keyword and environment
+    }
+    values = {
+        row.field: checked[row.field] if row.field in checked else convert(row) for row in SETTINGS
+    }
     return Settings(
         **values,
         role_source=role_source,

@@ -287,3 +287,14 @@ def test_configuration_doc_lists_every_variable_of_the_table() -> None:
             assert f"`{row.profile_key}`" in table, row.profile_key
         if row.keyword:
             assert re.search(rf"\b{row.keyword}\b", doc), row.keyword
+
+
+def test_the_guards_hold_what_was_enforced_keyword_and_environment_together() -> None:
+    account = ROLE.split(":")[4]
+    environ = {**BASE, "GITLAB_BOTOCORE_ALLOWED_ACCOUNT_IDS": f"{account},222222222222"}
+    settings = _resolve(
+        overrides={"allowed_account_ids": [account, "333333333333"], "require": False},
+        environ={**environ, "GITLAB_BOTOCORE_REQUIRE": "1"},
+    )
+    assert settings.allowed_account_ids == (account,)
+    assert settings.require is True
