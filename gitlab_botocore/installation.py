@@ -113,7 +113,7 @@ def _adopt_boto3_default_session() -> None:
     resolver = session.get_component("credential_provider")
     if METHOD in [provider.METHOD for provider in resolver.providers]:
         return
-    _insert(resolver, _provider_for(session, {}))
+    _add_provider(resolver, session, {})
     logger.debug("Added the provider to boto3's existing default session.")
 
 
@@ -134,16 +134,21 @@ def _wrap_credential_provider(session: Any, overrides: dict[str, Any]) -> None:
             else botocore.credentials.create_credential_resolver(session)
         )
         try:
-            _insert(
-                resolver,
-                _provider_for(session, overrides),
-                first=require_in_effect(overrides, os.environ),
-            )
+            _add_provider(resolver, session, overrides)
         except Exception:
             logger.warning("gitlab-botocore could not add its provider.", exc_info=True)
         return resolver
 
     session.lazy_register_component("credential_provider", build_resolver)
+
+
+def _add_provider(resolver: Any, session: Any, overrides: dict[str, Any]) -> None:
+    """Our provider for ``session``, in its place in ``resolver`` (first when required)."""
+    _insert(
+        resolver,
+        _provider_for(session, overrides),
+        first=require_in_effect(overrides, os.environ),
+    )
 
 
 def _provider_for(session: Any, overrides: dict[str, Any]) -> Any:

@@ -217,6 +217,20 @@ def test_install_adopts_boto3_default_session(job: Job, used: bool) -> None:
     assert chain(boto3.DEFAULT_SESSION).count("gitlab-oidc") == 1
 
 
+def test_an_adopted_default_session_puts_a_required_job_role_first(job: Job) -> None:
+    # Leaked keys in the environment, and a job that must run as its GitLab role only.
+    job.set(
+        AWS_ACCESS_KEY_ID="AKIAEXAMPLEEXAMPLE12",
+        AWS_SECRET_ACCESS_KEY="x" * 40,
+        GITLAB_BOTOCORE_REQUIRE="1",
+    )
+    gitlab_botocore.uninstall()
+    boto3.setup_default_session()
+    gitlab_botocore.install()
+    assert chain(boto3.DEFAULT_SESSION)[0] == "gitlab-oidc"
+    assert boto3.DEFAULT_SESSION.get_credentials().method == "gitlab-oidc"
+
+
 def test_install_leaves_a_default_session_with_credentials_alone(
     job: Job, caplog: pytest.LogCaptureFixture
 ) -> None:
