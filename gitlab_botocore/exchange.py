@@ -18,6 +18,7 @@ import functools
 import logging
 import re
 import ssl
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
@@ -59,8 +60,9 @@ MAX_SESSION_SECONDS = 12 * 3600  # STS's longest session
 MAX_CLOCK_SKEW_SECONDS = 300  # AWS rejects signatures from clocks further off than this
 # accessKeyIdType in botocore's STS model: 16 to 128 word characters. No prefix check:
 # AWS issues ASIA... keys, but local STS stand-ins (moto, LocalStack) use others.
-_ACCESS_KEY_ID = re.compile(r"\w{16,128}", re.ASCII)
-_PRINTABLE = re.compile(r"[\x21-\x7e]+")  # no spaces, newlines or control characters
+# Compiled on first use (re caches them): they check the answer, which comes after the request.
+_ACCESS_KEY_ID = r"(?a)\w{16,128}"
+_PRINTABLE = r"[\x21-\x7e]+"  # no spaces, newlines or control characters
 _EXCERPT_CHARS = 120
 
 T = TypeVar("T")
@@ -182,6 +184,9 @@ class STSExchange:
         self, settings: Settings, session: Any, *, use_session_clients: bool = True
     ) -> None:
         self.settings = settings
+        self.request_sent = threading.Event()
+        """Set once a request of this exchange has been handed to the network (botocore's
+        ``before-send``): the work of building it is done."""
         self._private = PrivateSession(session)
         self._client: Any = (
             self._make_client(session.create_client, signed=False) if use_session_clients else None
@@ -287,7 +292,7 @@ class STSExchange:
         self, create_client: ClientFactory, *, signed: bool, **credentials: str
     ) -> Any:
         try:
-            return create_client(
+            client = create_client(
                 "sts",
                 region_name=self.settings.region,
                 endpoint_url=self.settings.endpoint_url,
@@ -314,6 +319,11 @@ class STSExchange:
                 f"endpoint: {endpoint}.",
                 setting="endpoint_url" if self.settings.endpoint_url else "region",
             ) from error
+        client.meta.events.register("before-send.sts", self._on_send)
+        return client
+
+    def _on_send(self, **_: Any) -> None:
+        self.request_sent.set()  # returns None: botocore goes on and sends the request
 
 
 def _call_with_retries(
@@ -523,13 +533,13 @@ def _issued(response: Mapping[str, Any], role_arn: str, session_name: str) -> Is
     if missing:
         raise _unexpected_reply(f"HTTP {status}, credentials without {', '.join(missing)}")
     access_key = issued["AccessKeyId"]
-    if not isinstance(access_key, str) or not _ACCESS_KEY_ID.fullmatch(access_key):
+    if not isinstance(access_key, str) or not re.fullmatch(_ACCESS_KEY_ID, access_key):
         shown = _excerpt(str(access_key)[:40])
         raise _unexpected_reply(
             f"an AccessKeyId that is not 16 to 128 letters, digits or underscores ({shown})"
         )
     for name in ("SecretAccessKey", "SessionToken"):
-        if not _PRINTABLE.fullmatch(issued[name]):
+        if not re.fullmatch(_PRINTABLE, issued[name]):
             raise _unexpected_reply(
                 f"a {name} that holds spaces, line breaks or control characters "
                 "(the value is not shown)"

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 import botocore
 import botocore.credentials
 
-from .settings import METHOD, Overrides, check_keywords, require_in_effect
+from .settings import METHOD, check_keywords, require_in_effect
 
 if TYPE_CHECKING:  # typing_extensions is not a runtime dependency (Python 3.9)
     from typing_extensions import Unpack
+
+    from .settings import Overrides
 
 logger = logging.getLogger(__name__)
 

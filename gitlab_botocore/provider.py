@@ -24,6 +24,10 @@ from .token_source import EnvironmentTokenSource, TokenSource
 
 logger = logging.getLogger(__name__)
 
+PREFETCH_HEAD_START_SECONDS = 0.25
+"""At most this long, the first resolution waits for its STS request to leave (a few
+milliseconds of CPU, normally)."""
+
 credentials_registry = CredentialsRegistry()
 """Every session and thread asking for the same role and token gets the same credentials."""
 
@@ -37,7 +41,8 @@ class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
     ``GITLAB_BOTOCORE_REQUIRE=1``); or ``AWS_WEB_IDENTITY_TOKEN_FILE`` giving the role to
     botocore's own web identity provider (a WARNING when a GitLab ID token is present
     too). It raises a :class:`~gitlab_botocore.GitLabOIDCError` when the configuration
-    is broken. No STS call happens until the credentials are first used.
+    is broken. Otherwise the one STS call for the role and token starts in the
+    background, and the credentials' first use waits for its answer (or raises its error).
     """
 
     METHOD = METHOD
@@ -94,16 +99,38 @@ class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
         exchange = STSExchange(
             settings, self._session, use_session_clients=self._use_session_clients
         )
+        refresher = Refresher(lambda retry: _fetch(source, exchange, retry))
+        if self._use_session_clients:  # aiobotocore's path fetches on first use, off the loop
+            _prefetch(refresher, exchange)
         return GitLabOIDCCredentials(
-            Refresher(lambda retry: _fetch(source, exchange, retry)),
-            method=METHOD,
-            description=f"role={settings.role_arn}",
+            refresher, method=METHOD, description=f"role={settings.role_arn}"
         )
+
+
+def _prefetch(refresher: Refresher, exchange: STSExchange) -> None:
+    """Send the STS request now, from a background thread, so that its round trip
+    overlaps with what the caller does next (building its own client, say).
+
+    The caller waits until the request has left (or the fetch ended): under the GIL a
+    new thread gets to build its request only when the caller stops computing, which
+    would be after the caller built its client, and nothing would overlap.
+    """
+    refresher.prefetch()
+    exchange.request_sent.wait(PREFETCH_HEAD_START_SECONDS)
 
 
 def _fetch(source: TokenSource, exchange: STSExchange, retry: bool) -> IssuedCredentials:
     """Read the token afresh (it may have changed) and exchange it, through the
     cross-process cache when ``GITLAB_BOTOCORE_CACHE`` turns it on."""
+    try:
+        return _fetch_through_cache(source, exchange, retry)
+    finally:
+        exchange.request_sent.set()  # no request, or no more: nobody waits for one
+
+
+def _fetch_through_cache(
+    source: TokenSource, exchange: STSExchange, retry: bool
+) -> IssuedCredentials:
     token = source.get_token()
     token.ensure_not_expired()
     settings = exchange.settings

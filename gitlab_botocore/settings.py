@@ -16,8 +16,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Callable, TypedDict
+from typing import TYPE_CHECKING, Any, Callable
 
 from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 
@@ -41,18 +40,20 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$", re.ASCII)
-_POLICY_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/[\w+=,.@/-]+$", re.ASCII)
-_ACCOUNT_ID = re.compile(r"^\d{12}$", re.ASCII)
-_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_REGION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-_SESSION_NAME_INVALID = re.compile(r"[^\w+=,.@-]", re.ASCII)
+# Patterns, compiled on first use (re caches them) rather than at import: most are only
+# needed to reject a bad value.
+_ROLE_ARN = r"(?a)^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$"
+_POLICY_ARN = r"(?a)^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/[\w+=,.@/-]+$"
+_ACCOUNT_ID = r"(?a)^\d{12}$"
+_VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_REGION = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+_SESSION_NAME_INVALID = r"(?a)[^\w+=,.@-]"
 _MAX_SESSION_NAME = 64
 
 
 def sanitize_session_name(name: str) -> str:
     """Make ``name`` acceptable to STS: ``[\\w+=,.@-]``, 2 to 64 characters."""
-    cleaned = _SESSION_NAME_INVALID.sub("-", name.strip())[:_MAX_SESSION_NAME]
+    cleaned = re.sub(_SESSION_NAME_INVALID, "-", name.strip())[:_MAX_SESSION_NAME]
     if len(cleaned) < 2:
         cleaned = f"{SESSION_NAME_PREFIX}-{cleaned}" if cleaned else SESSION_NAME_PREFIX
     return cleaned
@@ -77,7 +78,7 @@ def _session_name_from_job(environ: Mapping[str, str]) -> str | None:
 
 
 def _valid_role_arn(value: str, source: str) -> str:
-    if not _ROLE_ARN.match(value):
+    if not re.match(_ROLE_ARN, value):
         raise ConfigurationError(
             f"{source} is not an IAM role ARN: {value!r}. Expected "
             "'arn:aws:iam::<12-digit account id>:role/<role name>', as shown on the role's "
@@ -90,7 +91,7 @@ def _valid_role_arn(value: str, source: str) -> str:
 def _valid_variable_name(value: Any, source: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _VARIABLE_NAME.match(value):
+    if not isinstance(value, str) or not re.match(_VARIABLE_NAME, value):
         raise ConfigurationError(
             f"{source} must name the environment variable that holds the ID token (the key "
             f"under 'id_tokens:' in .gitlab-ci.yml), such as GITLAB_OIDC_TOKEN; got {value!r}.",
@@ -149,7 +150,7 @@ def _valid_account_ids(value: Any, source: str) -> tuple[str, ...]:
             "account ids whose roles this job may assume, or unset it.",
             setting=source,
         )
-    bad = [account for account in ids if not _ACCOUNT_ID.match(account)]
+    bad = [account for account in ids if not re.match(_ACCOUNT_ID, account)]
     if bad:
         raise ConfigurationError(
             f"{source} must be a comma-separated list of 12-digit AWS account ids, such as "
@@ -236,7 +237,7 @@ def _valid_policy(value: Any, source: str) -> str | None:
 
 def _valid_policy_arns(value: Any, source: str) -> tuple[str, ...]:
     arns = _items(value)
-    bad = [arn for arn in arns if not _POLICY_ARN.match(arn)]
+    bad = [arn for arn in arns if not re.match(_POLICY_ARN, arn)]
     if bad:
         raise ConfigurationError(
             f"{source} must be a comma-separated list of IAM policy ARNs "
@@ -255,7 +256,7 @@ def _valid_policy_arns(value: Any, source: str) -> tuple[str, ...]:
 def _valid_region(value: Any, source: str) -> str | None:
     if not value:
         return None
-    if not isinstance(value, str) or not _REGION.match(value):
+    if not isinstance(value, str) or not re.match(_REGION, value):
         raise ConfigurationError(
             f"The AWS region {value!r} ({source}) is not a region name such as 'eu-west-1'. "
             f"Check {EnvVar.DEFAULT_REGION}, {EnvVar.REGION} or the profile's 'region'.",
@@ -506,24 +507,27 @@ KEYWORDS: dict[str, Setting] = {row.keyword: row for row in SETTINGS if row.keyw
 """``register()``'s keywords and the setting each one overrides."""
 
 
-class Overrides(TypedDict, total=False):
-    """``register()``'s keywords (one per row of :data:`SETTINGS` that has one); ``None``
-    is the same as leaving a keyword out."""
+if TYPE_CHECKING:  # for type checkers only: defining a TypedDict costs a fresh process ~0.2 ms
+    from typing import TypedDict
 
-    role_arn: str | None
-    token_variable: str | None
-    role_session_name: str | None
-    duration_seconds: int | None
-    policy: str | None
-    policy_arns: Sequence[str] | None
-    retry_budget_seconds: float | None
-    chain_role_arns: Sequence[str] | None
-    allowed_account_ids: Sequence[str] | None
-    audiences: Sequence[str] | None
-    require: bool | None
-    cache: str | None
-    region: str | None
-    endpoint_url: str | None
+    class Overrides(TypedDict, total=False):
+        """``register()``'s keywords (one per row of :data:`SETTINGS` that has one); ``None``
+        is the same as leaving a keyword out."""
+
+        role_arn: str | None
+        token_variable: str | None
+        role_session_name: str | None
+        duration_seconds: int | None
+        policy: str | None
+        policy_arns: Sequence[str] | None
+        retry_budget_seconds: float | None
+        chain_role_arns: Sequence[str] | None
+        allowed_account_ids: Sequence[str] | None
+        audiences: Sequence[str] | None
+        require: bool | None
+        cache: str | None
+        region: str | None
+        endpoint_url: str | None
 
 
 def check_keywords(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -579,47 +583,100 @@ class EnvVar:
     LEGACY_JOB_JWT_V1 = "CI_JOB_JWT"
 
 
-@dataclass(frozen=True)
 class Settings:
-    """Everything needed to exchange a GitLab ID token for AWS credentials.
+    """Everything needed to exchange a GitLab ID token for AWS credentials; read-only.
 
     Equal settings (plus the same token) share one set of credentials per process.
-    Each field but the last three has its row in :data:`SETTINGS`.
+    Each field but the last three has its row in :data:`SETTINGS`; those three describe
+    the job rather than the exchange and take no part in equality.
+
+    A plain class with slots rather than a frozen dataclass, which compiles its generated
+    methods when the module loads: every job's fresh process would pay ~0.8 ms for that.
     """
 
+    _COMPARED = tuple(row.field for row in SETTINGS)
+    """The fields that make settings equal, one per row; the others describe the job."""
+    __slots__ = (*_COMPARED, "role_source", "defer_to_web_identity_file", "in_gitlab_ci")
+
     role_arn: str
-    token_variable: str | None = None
+    token_variable: str | None
     """Variable holding the ID token; ``None`` means look in the usual places."""
-    role_session_name: str | None = None
+    role_session_name: str | None
     """Already valid for STS; ``None`` means derive it from the token's job ids."""
-    duration_seconds: int = DEFAULT_DURATION_SECONDS
-    policy: str | None = None
-    policy_arns: tuple[str, ...] = ()
-    region: str | None = None
-    endpoint_url: str | None = None
+    duration_seconds: int
+    policy: str | None
+    policy_arns: tuple[str, ...]
+    region: str | None
+    endpoint_url: str | None
     """The ``endpoint_url`` keyword only; ``None`` leaves the endpoint to the session."""
-    ci_server_url: str | None = None
-    retry_budget_seconds: float = DEFAULT_RETRY_BUDGET_SECONDS
+    ci_server_url: str | None
+    retry_budget_seconds: float
     """How long transient STS failures are retried (never past the token's expiry)."""
-    chain_role_arns: tuple[str, ...] = ()
+    chain_role_arns: tuple[str, ...]
     """Roles assumed in order with the previous role's credentials (role chaining)."""
-    cache_dir: str | None = None
+    cache_dir: str | None
     """Directory of the opt-in cross-process credentials cache; ``None`` means off."""
-    audiences: tuple[str, ...] = ()
+    audiences: tuple[str, ...]
     """Audiences, besides ``ci_server_url`` and ``sts.amazonaws.com``, that make an
     auto-detected ID token one meant for AWS."""
-    allowed_account_ids: tuple[str, ...] = ()
+    allowed_account_ids: tuple[str, ...]
     """Accounts the role and chained roles must belong to; empty means any."""
-    require: bool = False
+    require: bool
     """Fail instead of stepping aside when the role has no token."""
-    # What follows describes the job rather than the exchange: not part of equality.
-    role_source: str = field(default="", compare=False)
+    role_source: str
     """Where the role came from (an environment variable, a profile key...), for messages."""
-    defer_to_web_identity_file: str | None = field(default=None, compare=False)
+    defer_to_web_identity_file: str | None
     """The web identity token file when botocore's own web identity provider, not
     this one, should use the role."""
-    in_gitlab_ci: bool = field(default=False, compare=False)
+    in_gitlab_ci: bool
     """``GITLAB_CI=true``: stepping aside deserves a warning, not a debug line."""
+
+    def __init__(
+        self,
+        role_arn: str,
+        *,
+        token_variable: str | None = None,
+        role_session_name: str | None = None,
+        duration_seconds: int = DEFAULT_DURATION_SECONDS,
+        policy: str | None = None,
+        policy_arns: tuple[str, ...] = (),
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        ci_server_url: str | None = None,
+        retry_budget_seconds: float = DEFAULT_RETRY_BUDGET_SECONDS,
+        chain_role_arns: tuple[str, ...] = (),
+        cache_dir: str | None = None,
+        audiences: tuple[str, ...] = (),
+        allowed_account_ids: tuple[str, ...] = (),
+        require: bool = False,
+        role_source: str = "",
+        defer_to_web_identity_file: str | None = None,
+        in_gitlab_ci: bool = False,
+    ) -> None:
+        values = locals()  # the arguments, by name
+        for name in self.__slots__:
+            object.__setattr__(self, name, values[name])
+
+    def _compared(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._COMPARED)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Settings:
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Settings({fields})"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Settings are read-only: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Settings are read-only: cannot delete {name!r}")
 
 
 def sts_inputs(settings: Settings) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The provider: lazy, and one set of credentials per role and token for the whole process."""
+"""The provider: one STS call per role and token for the whole process, started early."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ import botocore.session
 import pytest
 import time_machine
 
-from gitlab_botocore import sts_client
+from gitlab_botocore import METHOD, AccessDeniedError, sts_client
 from gitlab_botocore.provider import credentials_registry
 from gitlab_botocore.testing.aws import FakeAWS
 
 from .conftest import ACCOUNT_ID, Job
+from .waiting import refresh_in_flight, wait_for
 
 
 class OwnedSession(botocore.session.Session):  # type: ignore[misc]
@@ -54,13 +55,46 @@ class OwnedSession(botocore.session.Session):  # type: ignore[misc]
         return super().get_config_variable(*args, **kwargs)
 
 
-def test_no_sts_call_until_credentials_are_used(job: Job, aws: FakeAWS) -> None:
+def test_the_sts_call_starts_when_a_session_resolves_credentials(job: Job, aws: FakeAWS) -> None:
+    aws.sts.set_latency(2)  # answers are recorded when sent: none before 2 s
     session = boto3.Session()
-    session.client("s3")
-    credentials = session.get_credentials()
+    client = session.client("sts")  # resolves the credentials
+    # The request is out, from a background thread, while the job goes on (issue 13).
+    assert refresh_in_flight()
     assert aws.sts.assume_role_calls == 0
-    assert credentials.get_frozen_credentials().access_key.startswith("ASIA")
+    assert ":assumed-role/deploy/" in client.get_caller_identity()["Arn"]  # waited for it
     assert aws.sts.assume_role_calls == 1
+    boto3.Session().client("sts").get_caller_identity()
+    assert aws.sts.assume_role_calls == 1  # the process's one call
+
+
+def test_a_refused_early_request_is_raised_on_first_use(job: Job, aws: FakeAWS) -> None:
+    """Making the client does not fail; the first use gets the answer of the request made
+    then (no second call), with the message a request made on first use gives."""
+    job.set(AWS_ROLE_ARN=f"arn:aws:iam::{ACCOUNT_ID}:role/missing")
+    client = boto3.Session().client("sts")
+    wait_for(lambda: aws.sts.assume_role_calls == 1)
+    with pytest.raises(AccessDeniedError) as early:
+        client.get_caller_identity()
+    assert aws.sts.assume_role_calls == 1
+    with pytest.raises(AccessDeniedError) as on_use:  # a later use asks STS again
+        client.get_caller_identity()
+    assert aws.sts.assume_role_calls == 2
+    assert str(early.value) == str(on_use.value)
+    assert "role/missing" in str(early.value)
+
+
+@pytest.mark.parametrize("missing", ["AWS_ROLE_ARN", "GITLAB_OIDC_TOKEN"])
+def test_no_thread_and_no_call_when_the_provider_does_not_apply(
+    job: Job, aws: FakeAWS, missing: str
+) -> None:
+    job.set(**{missing: None})
+    threads_before = set(threading.enumerate())
+    session = boto3.Session()
+    session.client("sts")
+    assert session.get_credentials() is None or session.get_credentials().method != METHOD
+    assert set(threading.enumerate()) - threads_before == set()
+    assert aws.sts.assume_role_calls == 0
 
 
 def test_many_sessions_across_threads_make_one_sts_call(job: Job, aws: FakeAWS) -> None:

@@ -146,14 +146,14 @@ def generation(now: float = 0.0, lifetime: float = LIFETIME) -> Generation:
     ],
 )
 def test_schedule_for_an_hour_of_credentials(
-    elapsed: float, retry_after: float, expected: Plan
+    elapsed: float, retry_after: float, expected: str
 ) -> None:
-    assert plan(generation(), elapsed, retry_after) is expected
+    assert plan(generation(), elapsed, retry_after) == expected
 
 
 def test_schedule_without_credentials_always_fetches() -> None:
     for retry_after in (0.0, 1e12):
-        assert plan(None, 0.0, retry_after) is Plan.FETCH
+        assert plan(None, 0.0, retry_after) == Plan.FETCH
 
 
 @pytest.mark.parametrize("lifetime", [900.0, 3600.0, 43200.0])
@@ -442,3 +442,106 @@ def test_a_success_resets_the_back_off(
     refreshing.current()
     assert stub.calls[-2:] == [False, False]
     assert len(stub.calls) == 7
+
+
+# -- the first fetch, started before anyone asks (Refresher.prefetch) -------------------------
+
+
+def test_a_prefetch_is_the_first_fetch(fake_clock: FakeClock, stub: StubFetch) -> None:
+    queued: list[Callable[[], None]] = []
+    refresher = Refresher(stub, clock=fake_clock, start_thread=queued.append)
+    refresher.prefetch()
+    refresher.prefetch()  # one fetch under way is enough
+    assert len(queued) == 1
+    assert stub.calls == []  # nothing happens until the thread runs
+    queued[0]()
+    assert stub.calls == [True]  # the retrying fetch a first caller would have made
+    assert access_key(refresher) == "ASIA0000000000000001"
+    assert stub.calls == [True]
+
+
+def test_callers_wait_for_a_prefetch_in_flight(refreshing: Refresher, stub: StubFetch) -> None:
+    stub.hold()
+    refreshing.prefetch()
+    assert stub.entered.acquire(timeout=10)  # the prefetch is calling STS
+    keys: list[str] = []
+    callers = [
+        threading.Thread(target=lambda: keys.append(access_key(refreshing))) for _ in range(8)
+    ]
+    for caller in callers:
+        caller.start()
+    stub.release()
+    for caller in callers:
+        caller.join(timeout=10)
+    assert keys == ["ASIA0000000000000001"] * 8
+    assert stub.calls == [True]
+
+
+def test_a_failed_prefetch_is_raised_to_its_first_caller_then_fetched_again(
+    fake_clock: FakeClock, stub: StubFetch
+) -> None:
+    queued: list[Callable[[], None]] = []
+    refresher = Refresher(stub, clock=fake_clock, start_thread=queued.append)
+    failure = outage()
+    stub.outcomes = [failure]
+    refresher.prefetch()
+    queued[0]()
+    with pytest.raises(STSUnavailableError) as caught:
+        refresher.current()
+    assert caught.value is failure  # the prefetch's own error, not a second call's
+    assert stub.calls == [True]
+    assert access_key(refresher) == "ASIA0000000000000002"  # a later use fetches afresh
+    assert stub.calls == [True, True]
+
+
+def test_callers_waiting_on_a_failing_prefetch_all_get_its_error(
+    refreshing: Refresher, stub: StubFetch
+) -> None:
+    failure = outage()
+    stub.outcomes = [failure]
+    stub.hold()
+    refreshing.prefetch()
+    assert stub.entered.acquire(timeout=10)
+    errors: list[BaseException] = []
+
+    def use() -> None:
+        try:
+            refreshing.current()
+        except STSUnavailableError as error:
+            errors.append(error)
+
+    callers = [threading.Thread(target=use) for _ in range(4)]
+    for caller in callers:
+        caller.start()
+    wait_for(lambda: sum(t.is_alive() for t in callers) == 4)
+    stub.release()
+    for caller in callers:
+        caller.join(timeout=10)
+    # Those that arrived while it ran share its error; none of them called STS again.
+    assert errors
+    assert all(error is failure for error in errors)
+    assert stub.calls.count(True) == 1 + (4 - len(errors))
+
+
+def test_without_threads_the_first_caller_fetches_itself(
+    fake_clock: FakeClock, stub: StubFetch
+) -> None:
+    def no_threads(target: Callable[[], None]) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    refresher = Refresher(stub, clock=fake_clock, start_thread=no_threads)
+    refresher.prefetch()
+    assert access_key(refresher) == "ASIA0000000000000001"
+    assert stub.calls == [True]
+
+
+def test_a_prefetch_with_credentials_held_does_nothing(
+    fake_clock: FakeClock, stub: StubFetch
+) -> None:
+    queued: list[Callable[[], None]] = []
+    refresher = Refresher(stub, clock=fake_clock, start_thread=queued.append)
+    first = access_key(refresher)
+    refresher.prefetch()
+    assert queued == []
+    assert access_key(refresher) == first
+    assert stub.calls == [True]

@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -316,10 +318,22 @@ def gitlab_ci_job(
     try:
         yield job
     finally:
+        _wait_for_background_fetches()
         installation.uninstall()
         if was_installed:
             installation.install()
         fake_gitlab_aws.reset()
+
+
+def _wait_for_background_fetches(timeout: float = 30.0) -> None:
+    """Let the STS requests a test left running in the background end (a client made but
+    never used, a refresh under way), so that none lands in the next test's record."""
+    from gitlab_botocore.refresh import THREAD_NAME
+
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name == THREAD_NAME:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def job_session() -> boto3.Session:
