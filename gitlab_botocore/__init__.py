@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+__version__ = "0.1.0.dev0"
+
 from .exceptions import (
     AccessDeniedError,
     AmbiguousTokenError,

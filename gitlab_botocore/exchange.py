@@ -28,7 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, SSLError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from ._version import __version__
+from . import __version__
 from .backoff import Backoff
 from .exceptions import ConfigurationError
 from .id_token import IdToken
@@ -65,9 +65,10 @@ _ACCESS_KEY_ID = r"(?a)\w{16,128}"
 _PRINTABLE = r"[\x21-\x7e]+"  # no spaces, newlines or control characters
 _EXCERPT_CHARS = 120
 
-T = TypeVar("T")
-ClientFactory = Callable[..., Any]
-"""``botocore.session.Session.create_client`` or anything with its signature."""
+if TYPE_CHECKING:  # type aliases cost a fresh process time at import; annotations are strings
+    T = TypeVar("T")
+    ClientFactory = Callable[..., Any]
+    """``botocore.session.Session.create_client`` or anything with its signature."""
 
 
 class IssuedCredentials:

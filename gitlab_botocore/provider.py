@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,8 +26,11 @@ from .token_source import EnvironmentTokenSource, TokenSource
 logger = logging.getLogger(__name__)
 
 PREFETCH_HEAD_START_SECONDS = 0.25
-"""At most this long, the first resolution waits for its STS request to leave (a few
+"""At most this long, the first resolution waits for its STS request to be built (a few
 milliseconds of CPU, normally)."""
+NETWORK_HEAD_START_SECONDS = 0.002
+"""Then this long for it to be on the network (urllib3 takes ~1.6 ms to open a connection
+and write a request on the benchmark's machine; see docs/performance.md)."""
 
 credentials_registry = CredentialsRegistry()
 """Every session and thread asking for the same role and token gets the same credentials."""
@@ -111,12 +115,16 @@ def _prefetch(refresher: Refresher, exchange: STSExchange) -> None:
     """Send the STS request now, from a background thread, so that its round trip
     overlaps with what the caller does next (building its own client, say).
 
-    The caller waits until the request has left (or the fetch ended): under the GIL a
-    new thread gets to build its request only when the caller stops computing, which
-    would be after the caller built its client, and nothing would overlap.
+    Under the GIL, a new thread only runs when the caller stops computing: left alone,
+    the request would be built and sent after the caller built its client, and nothing
+    would overlap. So the caller waits until botocore hands the request to its HTTP
+    layer (or the fetch ends), then pauses briefly while the thread opens the connection
+    and writes the request, which botocore signals no more.
     """
     refresher.prefetch()
     exchange.request_sent.wait(PREFETCH_HEAD_START_SECONDS)
+    if refresher.fetching:
+        time.sleep(NETWORK_HEAD_START_SECONDS)
 
 
 def _fetch(source: TokenSource, exchange: STSExchange, retry: bool) -> IssuedCredentials:

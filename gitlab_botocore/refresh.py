@@ -33,7 +33,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Callable, Final
+from typing import TYPE_CHECKING, Callable, Final
 
 from .backoff import Backoff
 from .exchange import IssuedCredentials
@@ -48,13 +48,14 @@ RETRY_BACKOFF = Backoff(first=5.0, ceiling=120.0)
 """Between failed refresh attempts: 2.5-5 s after the first, up to 1-2 min."""
 THREAD_NAME = "gitlab-botocore-refresh"
 
-Fetch = Callable[[bool], IssuedCredentials]
-"""Gets fresh credentials. Called with ``True`` when the caller has nothing usable and
-waits: retry transient failures within the retry budget. With ``False``: one STS attempt,
-raising its failure (the schedule decides when to try again)."""
+if TYPE_CHECKING:  # type aliases cost a fresh process time at import; annotations are strings
+    Fetch = Callable[[bool], IssuedCredentials]
+    """Gets fresh credentials. Called with ``True`` when the caller has nothing usable and
+    waits: retry transient failures within the retry budget. With ``False``: one STS attempt,
+    raising its failure (the schedule decides when to try again)."""
 
-StartThread = Callable[[Callable[[], None]], None]
-"""Runs a function in the background; raises ``RuntimeError`` when it cannot."""
+    StartThread = Callable[[Callable[[], None]], None]
+    """Runs a function in the background; raises ``RuntimeError`` when it cannot."""
 
 
 class Generation:
@@ -204,6 +205,11 @@ class Refresher:
             self._start_thread(self._first_fetch)
         except RuntimeError:  # no new threads at interpreter shutdown
             self._fetch_lock.release()
+
+    @property
+    def fetching(self) -> bool:
+        """Whether a fetch or attempt is under way (in any thread)."""
+        return self._fetch_lock.locked()
 
     def _first_fetch(self) -> None:
         try:

@@ -342,7 +342,8 @@ class Setting:
         return self.env[0]
 
 
-Converter = Callable[[Any, str, "Mapping[str, str]"], Any]
+if TYPE_CHECKING:  # a type alias costs a fresh process time at import; annotations are strings
+    Converter = Callable[[Any, str, Mapping[str, str]], Any]
 
 
 def _ignoring_environ(check: Callable[[Any, str], Any]) -> Converter:

@@ -6,6 +6,7 @@ import datetime
 import logging
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -338,3 +339,40 @@ def test_plain_http_to_this_machine_does_not_warn(
 )
 def test_what_counts_as_this_machine(host: str, loopback: bool) -> None:
     assert sts_client.is_loopback(host) is loopback
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# Forking while the early request is in flight is the very case under test.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_forked_while_the_early_request_is_in_flight_fetches_for_itself(
+    job: Job, aws: FakeAWS
+) -> None:
+    aws.sts.set_latency(2)
+    session = boto3.Session()
+    session.client("sts")  # the request is in flight, its thread holds the fetch lock
+    assert refresh_in_flight()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child has no such thread: it must not wait for it
+        try:
+            key = session.get_credentials().get_frozen_credentials().access_key
+            os.write(write_end, key.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        deadline = time.monotonic() + 20
+        while (finished := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the child hung on the parent's early request")
+            time.sleep(0.05)
+        child_key = os.read(read_end, 100).decode()
+    finally:
+        os.close(read_end)
+    parent_key = session.get_credentials().get_frozen_credentials().access_key
+    assert os.WEXITSTATUS(finished[1]) == 0
+    assert child_key.startswith("ASIA")
+    assert child_key != parent_key  # each process made its own call
+    assert aws.sts.assume_role_calls == 2

@@ -16,7 +16,7 @@ from typing import Any, Callable, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gitlab_botocore._version import __version__
+from gitlab_botocore import __version__
 from gitlab_botocore.exceptions import GitLabOIDCError
 from gitlab_botocore.redaction import redact
 from gitlab_botocore.tools.commands import (
