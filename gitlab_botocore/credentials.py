@@ -26,7 +26,8 @@ _HAS_ACCOUNT_ID = "account_id" in ReadOnlyCredentials._fields
 class GitLabOIDCCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
     """botocore credentials of a role assumed with a GitLab ID token.
 
-    They fetch on first use and refresh ahead of expiry without stalling callers (see
+    Their first use waits for the first fetch (which the provider starts in the
+    background) and they refresh ahead of expiry without stalling callers (see
     :mod:`gitlab_botocore.refresh`). A subclass of botocore's deferred refreshable
     credentials, so code that checks for those (and aiobotocore's wrapper) accepts them.
     """

@@ -86,7 +86,7 @@ def register(session: Any, **overrides: Unpack[Overrides]) -> None:
 
     Each keyword overrides one setting (see ``gitlab_botocore.settings.SETTINGS`` and
     docs/configuration.md); ``None`` is the same as leaving it out. Call it before the
-    session's credentials are first used. An unknown keyword raises ``TypeError`` here;
+    session first resolves credentials. An unknown keyword raises ``TypeError`` here;
     invalid values raise :class:`~gitlab_botocore.ConfigurationError` when credentials
     are resolved.
     """
