@@ -43,6 +43,17 @@ class Backoff:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"a Backoff is read-only: cannot set {name!r}")
 
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Backoff:
+            return NotImplemented
+        return (self.first, self.ceiling, self.jitter) == (other.first, other.ceiling, other.jitter)
+
+    def __hash__(self) -> int:
+        return hash((self.first, self.ceiling, self.jitter))
+
+    def __reduce__(self) -> tuple[type[Backoff], tuple[float, float, float]]:
+        return (Backoff, (self.first, self.ceiling, self.jitter))  # copy and pickle
+
     def __repr__(self) -> str:
         return f"Backoff(first={self.first}, ceiling={self.ceiling}, jitter={self.jitter})"
 

@@ -11,7 +11,9 @@ own constructor left them (checked against botocore 1.27.12, 1.31.85 and 1.44.8)
 from __future__ import annotations
 
 import datetime
+import os
 import threading
+import weakref
 from collections.abc import Hashable
 from typing import Any, Callable
 
@@ -104,6 +106,7 @@ class CredentialsRegistry:
     def __init__(self) -> None:
         self._entries: dict[Hashable, GitLabOIDCCredentials] = {}
         self._lock = threading.Lock()
+        _REGISTRIES.add(self)
 
     def get_or_create(
         self, key: Hashable, create: Callable[[], GitLabOIDCCredentials]
@@ -117,3 +120,16 @@ class CredentialsRegistry:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+_REGISTRIES: weakref.WeakSet[CredentialsRegistry] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # Another thread of the parent may have been creating credentials, lock held.
+    for registry in list(_REGISTRIES):
+        registry._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -104,7 +104,10 @@ class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
             settings, self._session, use_session_clients=self._use_session_clients
         )
         refresher = Refresher(lambda retry: _fetch(source, exchange, retry))
-        if self._use_session_clients:  # aiobotocore's path fetches on first use, off the loop
+        # Not for aiobotocore (its path fetches on first use, off the event loop), nor with
+        # the cross-process cache: its file lock, held through the request, would pass to a
+        # process forked meanwhile and keep that child waiting.
+        if self._use_session_clients and settings.cache_dir is None:
             _prefetch(refresher, exchange)
         return GitLabOIDCCredentials(
             refresher, method=METHOD, description=f"role={settings.role_arn}"
@@ -121,7 +124,8 @@ def _prefetch(refresher: Refresher, exchange: STSExchange) -> None:
     layer (or the fetch ends), then pauses briefly while the thread opens the connection
     and writes the request, which botocore signals no more.
     """
-    refresher.prefetch()
+    if not refresher.prefetch():
+        return  # no thread: the first use fetches
     exchange.request_sent.wait(PREFETCH_HEAD_START_SECONDS)
     if refresher.fetching:
         time.sleep(NETWORK_HEAD_START_SECONDS)

@@ -1,9 +1,10 @@
 """The refresh schedule: when to renew credentials, and who waits for it.
 
-Free of botocore: a :class:`Refresher` holds the current :class:`IssuedCredentials`, a
-fetch function and a clock (both injected, so tests drive it with a stub and a fake
-clock). Credentials are renewed ahead of expiry in stages scaled to their lifetime, so
-that short (900 s) sessions do not refresh on every call (see :func:`plan`):
+Free of botocore sessions and clients: a :class:`Refresher` holds the current
+:class:`IssuedCredentials`, a fetch function and a clock (both injected, so tests drive it
+with a stub and a fake clock). Credentials are renewed ahead of expiry in stages scaled to
+their lifetime, so that short (900 s) sessions do not refresh on every call (see
+:func:`plan`):
 
 * from ``refresh_at`` (a quarter of the lifetime before expiry, at most 15 min), the
   first caller to notice starts one STS attempt in a background thread and every caller
@@ -16,8 +17,8 @@ that short (900 s) sessions do not refresh on every call (see :func:`plan`):
   retry budget, single-flight: one STS call, other threads block on it.
 
 :meth:`Refresher.prefetch` starts that first fetch in a background thread before anyone
-asks, so that the STS round trip overlaps with the job's start-up; the first caller then
-waits for that fetch instead of making its own.
+asks, so that the STS round trip overlaps with the job's start-up; callers arriving while it
+runs wait for it instead of making their own.
 
 So while the current credentials are usable no caller waits longer than one STS attempt,
 however long STS is down. A failed attempt is logged and the next one waits for a
@@ -153,7 +154,7 @@ class Refresher:
         _LIVE.add(self)
         self._fetches = 0  # completed retrying fetches, to spot one that ended while we waited
         self._fetch_error: BaseException | None = None  # how the last retrying fetch failed
-        self._error_unseen = False  # that failure was a prefetch's, and no caller has seen it
+        self._early_failure_unseen = False  # the early fetch failed, and no caller knows yet
         self._failures = 0  # failed attempts and fetches in a row
         self._retry_after = 0.0
 
@@ -190,21 +191,27 @@ class Refresher:
             return self._clock() >= current.refresh_at
         return self._clock() >= current.issued.expiration.timestamp() - refresh_in
 
-    def prefetch(self) -> None:
+    def prefetch(self) -> bool:
         """Start the first fetch in the background, so that the STS round trip overlaps
-        with what the caller does next (building its own client, say).
+        with what the caller does next (building its own client, say); ``True`` if it did.
 
-        The fetch is the one the first :meth:`current` would make: it retries within the
-        budget, and :meth:`current` waits for it and returns its credentials or raises its
-        error, to the first caller only. Does nothing when credentials are held or a fetch
-        is under way; when no thread can be started, the first caller fetches itself.
+        The fetch is the one the first :meth:`current` would make, retrying within the
+        budget. Callers that arrive while it runs wait for it and share its credentials or
+        its error. If it failed, the first caller to arrive within the back-off that
+        follows a failure (:data:`RETRY_BACKOFF`: 2.5-5 s) gets that error too, without a
+        second call, as if it had made the call itself; a caller arriving later fetches
+        afresh, so a failure at start-up is never served long after the fact. Does nothing
+        when credentials are held or a fetch is under way, nor when no thread can be
+        started.
         """
         if self._current is not None or not self._fetch_lock.acquire(blocking=False):
-            return
+            return False
         try:
             self._start_thread(self._first_fetch)
         except RuntimeError:  # no new threads at interpreter shutdown
             self._fetch_lock.release()
+            return False
+        return True
 
     @property
     def fetching(self) -> bool:
@@ -215,10 +222,11 @@ class Refresher:
         try:
             if self._current is None:
                 self._attempt(retry=True)
-                self._fetch_error, self._error_unseen = None, False
-        except Exception as error:
-            logger.debug("The first fetch failed; its first caller gets the error: %s", error)
-            self._fetch_error, self._error_unseen = error, True
+            self._fetch_error = None
+        except Exception as error:  # raised to the callers waiting for this fetch
+            logger.debug("The first fetch, started in the background, failed: %s", error)
+            self._fetch_error = error
+            self._early_failure_unseen = True
         finally:
             self._fetches += 1
             self._fetch_lock.release()
@@ -258,11 +266,13 @@ class Refresher:
             if plan(self._current, self._clock(), self._retry_after) != Plan.FETCH:
                 return  # another thread refreshed while we waited
             error = self._fetch_error
-            if error is not None and (self._fetches != fetches_before or self._error_unseen):
-                # The fetch we waited for (or a prefetch nobody has seen) failed: the
-                # caller gets its error rather than a second round of STS calls.
-                self._error_unseen = False
+            early = self._early_failure_unseen and self._clock() < self._retry_after
+            if error is not None and (self._fetches != fetches_before or early):
+                # The fetch we waited for failed, or the early fetch failed just before we
+                # asked: do not repeat the call.
+                self._early_failure_unseen = False
                 raise error
+            self._early_failure_unseen = False
             try:
                 self._attempt(retry=True)
             except Exception as error:

@@ -673,11 +673,19 @@ class Settings:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
         return f"Settings({fields})"
 
+    def __reduce__(self) -> tuple[Callable[..., Settings], tuple[Any, ...]]:
+        return (_settings_from_values, tuple(getattr(self, name) for name in self.__slots__))
+
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Settings are read-only: cannot set {name!r}")
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"Settings are read-only: cannot delete {name!r}")
+
+
+def _settings_from_values(*values: Any) -> Settings:
+    """:class:`Settings` from its fields' values in slot order (for copy and pickle)."""
+    return Settings(**dict(zip(Settings.__slots__, values)))
 
 
 def sts_inputs(settings: Settings) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 
 from gitlab_botocore import cache, exchange, refresh
@@ -54,3 +57,14 @@ def test_the_library_policies(
     assert policy.seconds(1, lambda: 0.0) == first_wait
     assert policy.seconds(100, lambda: 0.0) == longest_wait
     assert (policy.seconds(1, lambda: 0.9) < first_wait) is randomised
+
+
+def test_a_policy_is_a_read_only_value() -> None:
+    policy = Backoff(first=0.2, ceiling=5.0)
+    assert policy == Backoff(first=0.2, ceiling=5.0, jitter=0.5)
+    assert policy != Backoff(first=0.2, ceiling=6.0)
+    assert hash(policy) == hash(Backoff(first=0.2, ceiling=5.0))
+    assert copy.deepcopy(policy) == policy
+    assert pickle.loads(pickle.dumps(policy)) == policy  # noqa: S301 (our own bytes)
+    with pytest.raises(AttributeError, match="read-only"):
+        policy.first = 1.0

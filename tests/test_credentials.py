@@ -24,7 +24,7 @@ import boto3
 import pytest
 import time_machine
 
-from gitlab_botocore.credentials import GitLabOIDCCredentials
+from gitlab_botocore.credentials import CredentialsRegistry, GitLabOIDCCredentials
 from gitlab_botocore.exchange import IssuedCredentials
 from gitlab_botocore.refresh import Refresher
 from gitlab_botocore.testing.aws import FakeAWS
@@ -421,3 +421,38 @@ fcntl.flock(fd, fcntl.LOCK_EX)
 print("held", flush=True)
 time.sleep(120)
 """
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_is_not_blocked_by_a_registry_another_thread_was_filling() -> None:
+    """A thread of the parent was creating credentials (registry lock held) at the fork:
+    the child has no such thread and must not wait for it."""
+    registry = CredentialsRegistry()
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_create() -> Any:
+        entered.set()
+        release.wait(10)
+        return "parent's"
+
+    filler = threading.Thread(target=lambda: registry.get_or_create("parent", slow_create))
+    filler.start()
+    assert entered.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child
+            made: Any = "child's"  # any object stands in for credentials here
+            code = 0 if registry.get_or_create("child", lambda: made) == made else 1
+            os._exit(code)
+        deadline = time.monotonic() + 10
+        while (finished := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the child hung on the registry lock held by a parent's thread")
+            time.sleep(0.02)
+        assert os.WEXITSTATUS(finished[1]) == 0
+    finally:
+        release.set()
+        filler.join()

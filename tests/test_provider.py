@@ -9,6 +9,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,9 +17,10 @@ import botocore.session
 import pytest
 import time_machine
 
-from gitlab_botocore import METHOD, AccessDeniedError, sts_client
+from gitlab_botocore import METHOD, AccessDeniedError, STSError, sts_client
 from gitlab_botocore.provider import credentials_registry
 from gitlab_botocore.testing.aws import FakeAWS
+from gitlab_botocore.testing.faults import Fault
 
 from .conftest import ACCOUNT_ID, Job
 from .waiting import refresh_in_flight, wait_for
@@ -83,6 +85,77 @@ def test_a_refused_early_request_is_raised_on_first_use(job: Job, aws: FakeAWS) 
     assert aws.sts.assume_role_calls == 2
     assert str(early.value) == str(on_use.value)
     assert "role/missing" in str(early.value)
+
+
+def test_a_first_use_long_after_an_outage_at_start_up_asks_sts_again(
+    job: Job, aws: FakeAWS
+) -> None:
+    """The early request met an outage that is over when the job, after a long set-up,
+    first calls AWS: the call succeeds, as it would have without the early request."""
+    job.set(GITLAB_BOTOCORE_RETRY_BUDGET_SECONDS="1")
+    aws.sts.inject(*[Fault.service_unavailable()] * 50)
+    with time_machine.travel(datetime.datetime.now(tz=datetime.timezone.utc)) as traveller:
+        client = boto3.Session().client("sts")
+        wait_for(lambda: not refresh_in_flight())  # the early fetch gave up
+        assert aws.sts.calls
+        aws.sts.reset()  # STS is back
+        traveller.shift(60)  # the job's set-up takes a minute
+        assert ":assumed-role/deploy/" in client.get_caller_identity()["Arn"]
+    assert aws.sts.assume_role_calls == 1
+
+
+def test_a_first_use_right_after_an_outage_at_start_up_gets_its_error(
+    job: Job, aws: FakeAWS
+) -> None:
+    """Used within the back-off that follows a failure, the credentials raise the early
+    request's error rather than calling STS again at once."""
+    job.set(GITLAB_BOTOCORE_RETRY_BUDGET_SECONDS="0")
+    aws.sts.inject(Fault.service_unavailable())
+    client = boto3.Session().client("sts")
+    wait_for(lambda: not refresh_in_flight())
+    with pytest.raises(STSError, match="ServiceUnavailable"):
+        client.get_caller_identity()
+    assert aws.sts.assume_role_calls == 1
+    assert ":assumed-role/deploy/" in client.get_caller_identity()["Arn"]  # then asks again
+    assert aws.sts.assume_role_calls == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_with_the_cache_a_child_forked_after_the_first_client_is_not_held(
+    job: Job, aws: FakeAWS, tmp_path: Path
+) -> None:
+    """With GITLAB_BOTOCORE_CACHE the first fetch waits for first use: an early request
+    would hold the cache's file lock, which a child forked meanwhile would inherit."""
+    job.set(GITLAB_BOTOCORE_CACHE=str(tmp_path / "cache"))
+    aws.sts.set_latency(1)
+    session = boto3.Session()
+    session.client("sts")
+    assert not refresh_in_flight()
+    read_end, write_end = os.pipe()
+    pid = os.fork()  # say, multiprocessing's fork start method right after setting up
+    if pid == 0:
+        try:
+            key = session.get_credentials().get_frozen_credentials().access_key
+            os.write(write_end, key.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        deadline = time.monotonic() + 20
+        while os.waitpid(pid, os.WNOHANG)[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the child hung on the cache's lock")
+            time.sleep(0.05)
+        child_key = os.read(read_end, 100).decode()
+    finally:
+        os.close(read_end)
+    assert child_key.startswith("ASIA")
+    # The parent now reads what the child stored in the cache.
+    assert session.get_credentials().get_frozen_credentials().access_key == child_key
+    assert aws.sts.assume_role_calls == 1
 
 
 @pytest.mark.parametrize("missing", ["AWS_ROLE_ARN", "GITLAB_OIDC_TOKEN"])

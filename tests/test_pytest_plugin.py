@@ -332,3 +332,31 @@ def test_the_base_package_without_test_extras_keeps_pytest_working(
     result.stdout.fnmatch_lines(
         ['*fake_gitlab_aws needs*pip install "gitlab-botocore[[]testing[]]" (No module named *)']
     )
+
+
+CLIENT_LEFT_UNUSED_WHILE_STS_FAILS = """
+import threading
+
+import boto3
+
+from gitlab_botocore.refresh import THREAD_NAME
+from gitlab_botocore.testing.faults import Fault
+
+
+def test_makes_a_client_while_sts_fails_and_never_uses_it(gitlab_ci_env, fake_gitlab_aws):
+    fake_gitlab_aws.aws.sts.inject(*[Fault.service_unavailable()] * 100)
+    assert boto3.Session().client("s3").meta.region_name == "us-east-1"
+
+
+def test_the_next_test_starts_clean(gitlab_ci_env, fake_gitlab_aws):
+    assert not [t for t in threading.enumerate() if t.name == THREAD_NAME]
+    assert fake_gitlab_aws.calls == []
+"""
+
+
+def test_a_client_left_unused_makes_no_call_in_the_next_test(pytester: pytest.Pytester) -> None:
+    # The STS call a session starts in the background ends with the test that made it, even
+    # when that test left STS failing.
+    pytester.makepyfile(test_suite=CLIENT_LEFT_UNUSED_WHILE_STS_FAILS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--durations=0")
+    result.assert_outcomes(passed=2)

@@ -4,6 +4,8 @@ spelled once in the package. Fast: no servers, no botocore sessions."""
 from __future__ import annotations
 
 import ast
+import copy
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -310,3 +312,21 @@ def test_the_guards_hold_what_was_enforced_keyword_and_environment_together() ->
     )
     assert settings.allowed_account_ids == (account,)
     assert settings.require is True
+
+
+def test_settings_are_read_only_values_that_copy_and_pickle() -> None:
+    settings = _resolve()
+    twin = _resolve()
+    assert settings == twin
+    assert hash(settings) == hash(twin)
+    for copied in (copy.copy(settings), copy.deepcopy(settings)):
+        assert copied == settings
+        assert repr(copied) == repr(settings)
+    restored = pickle.loads(pickle.dumps(settings))  # noqa: S301 (our own bytes)
+    assert (restored, restored.role_source) == (settings, settings.role_source)
+    with pytest.raises(AttributeError, match="read-only"):
+        settings.role_arn = OTHER_ROLE
+    # What describes the job rather than the exchange is not part of equality.
+    in_a_job = _resolve(environ={**BASE, "GITLAB_CI": "true"})
+    assert in_a_job.in_gitlab_ci != settings.in_gitlab_ci
+    assert in_a_job == settings

@@ -318,6 +318,8 @@ def gitlab_ci_job(
     try:
         yield job
     finally:
+        # Faults and delays cleared first: a fetch still retrying then ends at its next try.
+        fake_gitlab_aws.reset()
         _wait_for_background_fetches()
         installation.uninstall()
         if was_installed:
