@@ -221,14 +221,11 @@ class Refresher:
     def _first_fetch(self) -> None:
         try:
             if self._current is None:
-                self._attempt(retry=True)
-            self._fetch_error = None
+                self._retrying_fetch()
         except Exception as error:  # raised to the callers waiting for this fetch
             logger.debug("The first fetch, started in the background, failed: %s", error)
-            self._fetch_error = error
             self._early_failure_unseen = True
         finally:
-            self._fetches += 1
             self._fetch_lock.release()
 
     def _attempt_in_background(self) -> None:
@@ -273,14 +270,20 @@ class Refresher:
                 self._early_failure_unseen = False
                 raise error
             self._early_failure_unseen = False
-            try:
-                self._attempt(retry=True)
-            except Exception as error:
-                self._fetches += 1
-                self._fetch_error = error
-                raise
-            self._fetches += 1
+            self._retrying_fetch()
+
+    def _retrying_fetch(self) -> None:
+        """A fetch that retries within the budget, under ``_fetch_lock``; its outcome is
+        kept for the callers that waited for it (see :meth:`_fetch_and_wait`)."""
+        try:
+            self._attempt(retry=True)
+        except Exception as error:
+            self._fetch_error = error
+            raise
+        else:
             self._fetch_error = None
+        finally:
+            self._fetches += 1
 
     def _attempt(self, *, retry: bool) -> None:
         """Fetch under ``_fetch_lock``; store the result, or schedule the next attempt."""
