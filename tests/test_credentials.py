@@ -31,7 +31,7 @@ from gitlab_botocore.testing.aws import FakeAWS
 from gitlab_botocore.testing.faults import Fault
 
 from .conftest import Job
-from .waiting import refresh_in_flight, wait_for
+from .waiting import in_forked_child, refresh_in_flight, wait_for
 
 START = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.timezone.utc)
 
@@ -213,27 +213,14 @@ def test_a_forked_child_is_not_blocked_by_the_parents_refresh(
     clock.shift(2750)
     assert access_key(credentials) == first
     wait_for(refresh_in_flight)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: past the point where it must refresh itself
-        try:
-            clock.shift(400)
-            os.write(write_end, access_key(credentials).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    try:
-        deadline = time.monotonic() + 20
-        while (finished := os.waitpid(pid, os.WNOHANG))[0] == 0:
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                pytest.fail("the child hung on a lock held by the parent's refresh thread")
-            time.sleep(0.05)
-        child_key = os.read(read_end, 100).decode()
-    finally:
-        os.close(read_end)
-    assert os.WEXITSTATUS(finished[1]) == 0
+
+    def in_the_child() -> str:  # past the point where it must refresh itself
+        clock.shift(400)
+        return access_key(credentials)
+
+    child_key = in_forked_child(
+        in_the_child, hung="the child hung on a lock held by the parent's refresh thread"
+    )
     assert child_key.startswith("ASIA")
     assert child_key != first
 
@@ -439,20 +426,14 @@ def test_a_forked_child_is_not_blocked_by_a_registry_another_thread_was_filling(
     filler = threading.Thread(target=lambda: registry.get_or_create("parent", slow_create))
     filler.start()
     assert entered.wait(10)
+    made: Any = "child's"  # any object stands in for credentials here
     try:
-        pid = os.fork()
-        if pid == 0:  # the child
-            made: Any = "child's"  # any object stands in for credentials here
-            code = 0 if registry.get_or_create("child", lambda: made) == made else 1
-            os._exit(code)
-        deadline = time.monotonic() + 10
-        while (finished := os.waitpid(pid, os.WNOHANG))[0] == 0:
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                pytest.fail("the child hung on the registry lock held by a parent's thread")
-            time.sleep(0.02)
-        assert os.WEXITSTATUS(finished[1]) == 0
+        got = in_forked_child(
+            lambda: registry.get_or_create("child", lambda: made),
+            hung="the child hung on the registry lock held by a parent's thread",
+            timeout=10,
+        )
+        assert got == made
     finally:
         release.set()
         filler.join()

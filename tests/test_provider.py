@@ -6,7 +6,6 @@ import datetime
 import logging
 import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -23,7 +22,13 @@ from gitlab_botocore.testing.aws import FakeAWS
 from gitlab_botocore.testing.faults import Fault
 
 from .conftest import ACCOUNT_ID, Job
-from .waiting import refresh_in_flight, wait_for
+from .waiting import in_forked_child, refresh_in_flight, wait_for
+
+
+def access_key(session: boto3.Session) -> str:
+    """The access key id of the session's credentials (fetched first if need be)."""
+    key: str = session.get_credentials().get_frozen_credentials().access_key
+    return key
 
 
 class OwnedSession(botocore.session.Session):  # type: ignore[misc]
@@ -132,29 +137,13 @@ def test_with_the_cache_a_child_forked_after_the_first_client_is_not_held(
     session = boto3.Session()
     session.client("sts")
     assert not refresh_in_flight()
-    read_end, write_end = os.pipe()
-    pid = os.fork()  # say, multiprocessing's fork start method right after setting up
-    if pid == 0:
-        try:
-            key = session.get_credentials().get_frozen_credentials().access_key
-            os.write(write_end, key.encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    try:
-        deadline = time.monotonic() + 20
-        while os.waitpid(pid, os.WNOHANG)[0] == 0:
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                pytest.fail("the child hung on the cache's lock")
-            time.sleep(0.05)
-        child_key = os.read(read_end, 100).decode()
-    finally:
-        os.close(read_end)
+    # Say, multiprocessing's fork start method right after setting up.
+    child_key = in_forked_child(
+        partial(access_key, session), hung="the child hung on the cache's lock"
+    )
     assert child_key.startswith("ASIA")
     # The parent now reads what the child stored in the cache.
-    assert session.get_credentials().get_frozen_credentials().access_key == child_key
+    assert access_key(session) == child_key
     assert aws.sts.assume_role_calls == 1
 
 
@@ -424,28 +413,11 @@ def test_a_child_forked_while_the_early_request_is_in_flight_fetches_for_itself(
     session = boto3.Session()
     session.client("sts")  # the request is in flight, its thread holds the fetch lock
     assert refresh_in_flight()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child has no such thread: it must not wait for it
-        try:
-            key = session.get_credentials().get_frozen_credentials().access_key
-            os.write(write_end, key.encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    try:
-        deadline = time.monotonic() + 20
-        while (finished := os.waitpid(pid, os.WNOHANG))[0] == 0:
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                pytest.fail("the child hung on the parent's early request")
-            time.sleep(0.05)
-        child_key = os.read(read_end, 100).decode()
-    finally:
-        os.close(read_end)
-    parent_key = session.get_credentials().get_frozen_credentials().access_key
-    assert os.WEXITSTATUS(finished[1]) == 0
+    # The child has no such thread: it must not wait for it.
+    child_key = in_forked_child(
+        partial(access_key, session), hung="the child hung on the parent's early request"
+    )
+    parent_key = access_key(session)
     assert child_key.startswith("ASIA")
     assert child_key != parent_key  # each process made its own call
     assert aws.sts.assume_role_calls == 2

@@ -114,6 +114,21 @@ def refreshing(fake_clock: FakeClock, stub: StubFetch) -> Iterator[Refresher]:
     wait_for(lambda: not refresh_in_flight())
 
 
+Queued = list[Callable[[], None]]
+
+
+@pytest.fixture
+def queued() -> Queued:
+    """Background work handed to the thread starter, for the test to run when it says."""
+    return []
+
+
+@pytest.fixture
+def deferred(fake_clock: FakeClock, stub: StubFetch, queued: Queued) -> Refresher:
+    """A refresher whose background work goes to ``queued`` instead of a thread."""
+    return Refresher(stub, clock=fake_clock, start_thread=queued.append)
+
+
 def generation(now: float = 0.0, lifetime: float = LIFETIME) -> Generation:
     issued = IssuedCredentials(
         access_key="ASIAEXAMPLE",
@@ -393,19 +408,17 @@ def test_current_gives_keys_and_expiry_of_one_fetch(
 
 
 def test_the_background_attempt_is_handed_to_the_thread_starter(
-    fake_clock: FakeClock, stub: StubFetch
+    fake_clock: FakeClock, stub: StubFetch, deferred: Refresher, queued: Queued
 ) -> None:
-    queued: list[Callable[[], None]] = []
-    refresher = Refresher(stub, clock=fake_clock, start_thread=queued.append)
-    first = access_key(refresher)
+    first = access_key(deferred)
     fake_clock.shift(2750)
     for _ in range(10):
-        assert access_key(refresher) == first
+        assert access_key(deferred) == first
     assert len(queued) == 1  # one attempt, however many callers noticed
     assert stub.calls == [True]
     queued[0]()
     assert stub.calls == [True, False]
-    assert access_key(refresher) != first
+    assert access_key(deferred) != first
     assert len(queued) == 1
 
 
@@ -447,16 +460,16 @@ def test_a_success_resets_the_back_off(
 # -- the first fetch, started before anyone asks (Refresher.prefetch) -------------------------
 
 
-def test_a_prefetch_is_the_first_fetch(fake_clock: FakeClock, stub: StubFetch) -> None:
-    queued: list[Callable[[], None]] = []
-    refresher = Refresher(stub, clock=fake_clock, start_thread=queued.append)
-    assert refresher.prefetch()
-    assert not refresher.prefetch()  # one fetch under way is enough
+def test_a_prefetch_is_the_first_fetch(
+    stub: StubFetch, deferred: Refresher, queued: Queued
+) -> None:
+    assert deferred.prefetch()
+    assert not deferred.prefetch()  # one fetch under way is enough
     assert len(queued) == 1
     assert stub.calls == []  # nothing happens until the thread runs
     queued[0]()
     assert stub.calls == [True]  # the retrying fetch a first caller would have made
-    assert access_key(refresher) == "ASIA0000000000000001"
+    assert access_key(deferred) == "ASIA0000000000000001"
     assert stub.calls == [True]
 
 
@@ -483,50 +496,44 @@ def test_callers_wait_for_a_prefetch_in_flight(refreshing: Refresher, stub: Stub
     ids=["refused", "outage"],
 )
 def test_a_failed_prefetch_is_raised_to_its_first_caller_then_fetched_again(
-    fake_clock: FakeClock, stub: StubFetch, failure: Exception
+    fake_clock: FakeClock, stub: StubFetch, deferred: Refresher, queued: Queued, failure: Exception
 ) -> None:
-    queued: list[Callable[[], None]] = []
-    refresher = Refresher(stub, clock=fake_clock, start_thread=queued.append)
     stub.outcomes = [failure]
-    assert refresher.prefetch()
+    assert deferred.prefetch()
     queued[0]()
     fake_clock.shift(1)  # the job uses its credentials soon after
     with pytest.raises(type(failure)) as caught:
-        refresher.current()
+        deferred.current()
     assert caught.value is failure  # the early fetch's own answer, not a second call's
     assert stub.calls == [True]
-    assert access_key(refresher) == "ASIA0000000000000002"  # a later use fetches afresh
+    assert access_key(deferred) == "ASIA0000000000000002"  # a later use fetches afresh
     assert stub.calls == [True, True]
 
 
 def test_long_after_a_failed_prefetch_the_first_caller_fetches_afresh(
-    fake_clock: FakeClock, stub: StubFetch
+    fake_clock: FakeClock, stub: StubFetch, deferred: Refresher, queued: Queued
 ) -> None:
     # STS may be back (or the trust policy fixed) by the time the job first uses its
     # credentials: past the back-off, that failure is not served.
-    queued: list[Callable[[], None]] = []
-    refresher = Refresher(stub, clock=fake_clock, start_thread=queued.append)
     stub.outcomes = [outage()]
-    refresher.prefetch()
+    deferred.prefetch()
     queued[0]()
     fake_clock.shift(RETRY_BACKOFF.first)
-    assert access_key(refresher) == "ASIA0000000000000002"
+    assert access_key(deferred) == "ASIA0000000000000002"
     assert stub.calls == [True, True]
 
 
 def test_only_the_early_fetch_failure_is_served_to_a_caller_who_did_not_wait(
-    fake_clock: FakeClock, stub: StubFetch
+    fake_clock: FakeClock, stub: StubFetch, deferred: Refresher, queued: Queued
 ) -> None:
-    queued: list[Callable[[], None]] = []
-    refresher = Refresher(stub, clock=fake_clock, start_thread=queued.append)
     stub.outcomes = [outage(), outage()]
-    refresher.prefetch()
+    deferred.prefetch()
     queued[0]()
     fake_clock.shift(RETRY_BACKOFF.first)
     with pytest.raises(STSUnavailableError):
-        refresher.current()  # its own fetch, the second call, failed
+        deferred.current()  # its own fetch, the second call, failed
     assert stub.calls == [True, True]
-    assert access_key(refresher) == "ASIA0000000000000003"  # an ordinary failure: asks again
+    assert access_key(deferred) == "ASIA0000000000000003"  # an ordinary failure: asks again
     assert stub.calls == [True, True, True]
 
 
@@ -571,12 +578,10 @@ def test_without_threads_the_first_caller_fetches_itself(
 
 
 def test_a_prefetch_with_credentials_held_does_nothing(
-    fake_clock: FakeClock, stub: StubFetch
+    stub: StubFetch, deferred: Refresher, queued: Queued
 ) -> None:
-    queued: list[Callable[[], None]] = []
-    refresher = Refresher(stub, clock=fake_clock, start_thread=queued.append)
-    first = access_key(refresher)
-    assert not refresher.prefetch()
+    first = access_key(deferred)
+    assert not deferred.prefetch()
     assert queued == []
-    assert access_key(refresher) == first
+    assert access_key(deferred) == first
     assert stub.calls == [True]
