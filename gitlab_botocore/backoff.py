@@ -10,11 +10,13 @@ from __future__ import annotations
 import random
 from typing import Callable
 
+from .values import ReadOnlyValue
+
 # 2.0 ** 1024 overflows a float; any ceiling is reached long before this many doublings.
 _MAX_DOUBLINGS = 64
 
 
-class Backoff:
+class Backoff(ReadOnlyValue):
     """Waits of ``first`` seconds, doubling with each attempt up to ``ceiling``.
 
     ``jitter`` is the share of each wait that is random: the wait is drawn between
@@ -36,23 +38,7 @@ class Backoff:
             raise ValueError(f"need 0 < first <= ceiling, got {first} and {ceiling}")
         if not 0 <= jitter <= 1:
             raise ValueError(f"jitter is a share between 0 and 1, got {jitter}")
-        object.__setattr__(self, "first", first)
-        object.__setattr__(self, "ceiling", ceiling)
-        object.__setattr__(self, "jitter", jitter)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"a Backoff is read-only: cannot set {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not Backoff:
-            return NotImplemented
-        return (self.first, self.ceiling, self.jitter) == (other.first, other.ceiling, other.jitter)
-
-    def __hash__(self) -> int:
-        return hash((self.first, self.ceiling, self.jitter))
-
-    def __reduce__(self) -> tuple[type[Backoff], tuple[float, float, float]]:
-        return (Backoff, (self.first, self.ceiling, self.jitter))  # copy and pickle
+        self._set(first=first, ceiling=ceiling, jitter=jitter)
 
     def __repr__(self) -> str:
         return f"Backoff(first={self.first}, ceiling={self.ceiling}, jitter={self.jitter})"

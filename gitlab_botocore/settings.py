@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 
 from .exceptions import ConfigurationError
+from .values import ReadOnlyValue
 
 logger = logging.getLogger(__name__)
 
@@ -584,15 +585,15 @@ class EnvVar:
     LEGACY_JOB_JWT_V1 = "CI_JOB_JWT"
 
 
-class Settings:
+class Settings(ReadOnlyValue):
     """Everything needed to exchange a GitLab ID token for AWS credentials; read-only.
 
     Equal settings (plus the same token) share one set of credentials per process.
     Each field but the last three has its row in :data:`SETTINGS`; those three describe
     the job rather than the exchange and take no part in equality.
 
-    A plain class with slots rather than a frozen dataclass, which compiles its generated
-    methods when the module loads: every job's fresh process would pay ~0.8 ms for that.
+    A :class:`~gitlab_botocore.values.ReadOnlyValue` rather than a frozen dataclass, which
+    compiles its generated methods when the module loads (~0.8 ms in every fresh process).
     """
 
     _COMPARED = tuple(row.field for row in SETTINGS)
@@ -654,38 +655,12 @@ class Settings:
         defer_to_web_identity_file: str | None = None,
         in_gitlab_ci: bool = False,
     ) -> None:
-        values = locals()  # the arguments, by name
-        for name in self.__slots__:
-            object.__setattr__(self, name, values[name])
-
-    def _compared(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self._COMPARED)
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not Settings:
-            return NotImplemented
-        return self._compared() == other._compared()
-
-    def __hash__(self) -> int:
-        return hash(self._compared())
+        arguments = locals()
+        self._set(**{name: arguments[name] for name in self.__slots__})
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
         return f"Settings({fields})"
-
-    def __reduce__(self) -> tuple[Callable[..., Settings], tuple[Any, ...]]:
-        return (_settings_from_values, tuple(getattr(self, name) for name in self.__slots__))
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"Settings are read-only: cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"Settings are read-only: cannot delete {name!r}")
-
-
-def _settings_from_values(*values: Any) -> Settings:
-    """:class:`Settings` from its fields' values in slot order (for copy and pickle)."""
-    return Settings(**dict(zip(Settings.__slots__, values)))
 
 
 def sts_inputs(settings: Settings) -> dict[str, Any]:
