@@ -42,12 +42,13 @@ _FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
 # Patterns, compiled on first use (re caches them) rather than at import: most are only
-# needed to reject a bad value.
-_ROLE_ARN = r"(?a)^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$"
-_POLICY_ARN = r"(?a)^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/[\w+=,.@/-]+$"
-_ACCOUNT_ID = r"(?a)^\d{12}$"
-_VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-_REGION = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+# needed to reject a bad value. Matched whole with re.fullmatch (a "$" would let a trailing
+# newline through, as in a register() keyword read from a file).
+_ROLE_ARN = r"(?a)arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}"
+_POLICY_ARN = r"(?a)arn:aws[a-z-]*:iam::(\d{12}|aws):policy/[\w+=,.@/-]+"
+_ACCOUNT_ID = r"(?a)\d{12}"
+_VARIABLE_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_REGION = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
 _SESSION_NAME_INVALID = r"(?a)[^\w+=,.@-]"
 _MAX_SESSION_NAME = 64
 
@@ -79,7 +80,7 @@ def _session_name_from_job(environ: Mapping[str, str]) -> str | None:
 
 
 def _valid_role_arn(value: str, source: str) -> str:
-    if not re.match(_ROLE_ARN, value):
+    if not re.fullmatch(_ROLE_ARN, value):
         raise ConfigurationError(
             f"{source} is not an IAM role ARN: {value!r}. Expected "
             "'arn:aws:iam::<12-digit account id>:role/<role name>', as shown on the role's "
@@ -92,7 +93,7 @@ def _valid_role_arn(value: str, source: str) -> str:
 def _valid_variable_name(value: Any, source: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not re.match(_VARIABLE_NAME, value):
+    if not isinstance(value, str) or not re.fullmatch(_VARIABLE_NAME, value):
         raise ConfigurationError(
             f"{source} must name the environment variable that holds the ID token (the key "
             f"under 'id_tokens:' in .gitlab-ci.yml), such as GITLAB_OIDC_TOKEN; got {value!r}.",
@@ -151,7 +152,7 @@ def _valid_account_ids(value: Any, source: str) -> tuple[str, ...]:
             "account ids whose roles this job may assume, or unset it.",
             setting=source,
         )
-    bad = [account for account in ids if not re.match(_ACCOUNT_ID, account)]
+    bad = [account for account in ids if not re.fullmatch(_ACCOUNT_ID, account)]
     if bad:
         raise ConfigurationError(
             f"{source} must be a comma-separated list of 12-digit AWS account ids, such as "
@@ -238,7 +239,7 @@ def _valid_policy(value: Any, source: str) -> str | None:
 
 def _valid_policy_arns(value: Any, source: str) -> tuple[str, ...]:
     arns = _items(value)
-    bad = [arn for arn in arns if not re.match(_POLICY_ARN, arn)]
+    bad = [arn for arn in arns if not re.fullmatch(_POLICY_ARN, arn)]
     if bad:
         raise ConfigurationError(
             f"{source} must be a comma-separated list of IAM policy ARNs "
@@ -257,7 +258,7 @@ def _valid_policy_arns(value: Any, source: str) -> tuple[str, ...]:
 def _valid_region(value: Any, source: str) -> str | None:
     if not value:
         return None
-    if not isinstance(value, str) or not re.match(_REGION, value):
+    if not isinstance(value, str) or not re.fullmatch(_REGION, value):
         raise ConfigurationError(
             f"The AWS region {value!r} ({source}) is not a region name such as 'eu-west-1'. "
             f"Check {EnvVar.DEFAULT_REGION}, {EnvVar.REGION} or the profile's 'region'.",
@@ -272,6 +273,7 @@ def _valid_endpoint_url(value: Any, source: str) -> str | None:
     if (
         not isinstance(value, str)
         or not value.startswith(("https://", "http://"))
+        or any(character.isspace() for character in value)
         or not (is_valid_endpoint_url(value) or is_valid_ipv6_endpoint_url(value))
     ):
         raise ConfigurationError(

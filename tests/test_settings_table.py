@@ -173,6 +173,28 @@ def test_an_invalid_value_names_where_it_came_from(row: Setting) -> None:
         assert caught.value.setting == source
 
 
+@pytest.mark.parametrize("row", [r for r in SETTINGS if r.keyword], ids=repr)
+@pytest.mark.parametrize("stray", ["\n", "\r\n", " "], ids=["newline", "crlf", "space"])
+def test_a_keyword_with_stray_whitespace_is_rejected_or_means_the_same(
+    row: Setting, stray: str
+) -> None:
+    # Environment and profile values are stripped; a register() keyword is taken as given
+    # (a value read from a file keeps its newline). It must never reach STS or a lookup
+    # with the whitespace in it.
+    raw, expected = SAMPLES[row.field]
+    base = {} if row is ROLE_ARN_ROW else dict(BASE)
+    outcome: Settings | gitlab_botocore.ConfigurationError
+    try:
+        outcome = _resolve(overrides={row.keyword: raw + stray}, environ=base)
+    except gitlab_botocore.ConfigurationError as error:
+        outcome = error
+    if isinstance(outcome, gitlab_botocore.ConfigurationError):
+        assert outcome.setting == f"the {row.keyword!r} argument"
+        assert repr(raw + stray) in str(outcome)
+    else:
+        assert getattr(outcome, row.field) == expected
+
+
 def test_overrides_typed_dict_has_exactly_the_keywords() -> None:
     # Overrides exists for type checkers only (defining it would slow the import): read it
     # from the source.
