@@ -181,6 +181,7 @@ def test_a_keyword_with_stray_whitespace_is_rejected_or_means_the_same(
     # Environment and profile values are stripped; a register() keyword is taken as given
     # (a value read from a file keeps its newline). It must never reach STS or a lookup
     # with the whitespace in it.
+    assert row.keyword
     raw, expected = SAMPLES[row.field]
     base = {} if row is ROLE_ARN_ROW else dict(BASE)
     outcome: Settings | gitlab_botocore.ConfigurationError
