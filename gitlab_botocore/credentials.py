@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from botocore.credentials import DeferredRefreshableCredentials, ReadOnlyCredentials
 
+from .exceptions import REENTRANT_CALL_MESSAGE, GitLabOIDCError
 from .exchange import IssuedCredentials
 from .refresh import Refresher
 
@@ -101,20 +102,36 @@ class GitLabOIDCCredentials(DeferredRefreshableCredentials):  # type: ignore[mis
 
 class CredentialsRegistry:
     """One :class:`GitLabOIDCCredentials` per key (role settings and token) for the whole
-    process, so that every session and thread shares one refresh."""
+    process, so that every session and thread shares one refresh.
+
+    Credentials are created one at a time. A call made from within a creation, in the
+    thread creating (a log handler calling AWS on a record logged meanwhile), cannot wait
+    for it: it raises :class:`~gitlab_botocore.GitLabOIDCError` unless the credentials it
+    asks for already exist.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[Hashable, GitLabOIDCCredentials] = {}
         self._lock = threading.Lock()
+        self._creating_thread: int | None = None
         _REGISTRIES.add(self)
 
     def get_or_create(
         self, key: Hashable, create: Callable[[], GitLabOIDCCredentials]
     ) -> GitLabOIDCCredentials:
+        credentials = self._entries.get(key)
+        if credentials is not None:
+            return credentials
+        if self._creating_thread == threading.get_ident():
+            raise GitLabOIDCError(REENTRANT_CALL_MESSAGE)
         with self._lock:
             credentials = self._entries.get(key)
             if credentials is None:
-                credentials = self._entries[key] = create()
+                self._creating_thread = threading.get_ident()
+                try:
+                    credentials = self._entries[key] = create()
+                finally:
+                    self._creating_thread = None
             return credentials
 
     def clear(self) -> None:
@@ -129,6 +146,7 @@ def _after_fork_in_child() -> None:
     # Another thread of the parent may have been creating credentials, lock held.
     for registry in list(_REGISTRIES):
         registry._lock = threading.Lock()
+        registry._creating_thread = None
 
 
 if hasattr(os, "register_at_fork"):

@@ -26,6 +26,17 @@ class GitLabOIDCError(BotoCoreError):  # type: ignore[misc]
         self.message = message
 
 
+REENTRANT_CALL_MESSAGE = (
+    "AWS credentials were asked for from within gitlab-botocore's own work on them, in the "
+    "same thread (creating them, or calling STS for them): by a log handler or a botocore "
+    "event hook that calls AWS, say, handling a record or event of that work. That call "
+    "cannot wait for the work it is part of, so it fails. Make the handler skip records of "
+    "the 'gitlab_botocore' and 'botocore' loggers, or ship records from another thread "
+    "(logging.handlers.QueueHandler)."
+)
+"""The message of the error raised instead of waiting forever for oneself."""
+
+
 class ConfigurationError(GitLabOIDCError):
     """A setting has an invalid value; ``setting`` names the variable or option."""
 

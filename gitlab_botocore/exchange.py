@@ -218,12 +218,11 @@ class STSExchange:
         )
         for role_arn in settings.chain_role_arns:
             credentials = self._assume_chained_role(credentials, role_arn, session_name, deadline)
-        logger.info(
-            "Assumed %s as session %s with the GitLab ID token from %s; expires at %s.",
+        logger.debug(
+            "Assumed %s as session %s with the GitLab ID token from %s.",
             credentials.assumed_role_arn,
             session_name,
             token.variable,
-            credentials.expiration.isoformat(),
         )
         return credentials
 

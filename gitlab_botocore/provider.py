@@ -103,7 +103,7 @@ class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
         exchange = STSExchange(
             settings, self._session, use_session_clients=self._use_session_clients
         )
-        refresher = Refresher(lambda retry: _fetch(source, exchange, retry))
+        refresher = Refresher(lambda retry: _fetch(source, exchange, retry), announce=_announce)
         # Not for aiobotocore (its path fetches on first use, off the event loop), nor with
         # the cross-process cache: its file lock, held through the request, would pass to a
         # process forked meanwhile and keep that child waiting.
@@ -129,6 +129,17 @@ def _prefetch(refresher: Refresher, exchange: STSExchange) -> None:
     exchange.request_sent.wait(PREFETCH_HEAD_START_SECONDS)
     if refresher.fetching:
         time.sleep(NETWORK_HEAD_START_SECONDS)
+
+
+def _announce(issued: IssuedCredentials) -> None:
+    # Logged once the credentials are served, not from inside the fetch: a log handler
+    # that calls AWS with them must not wait for the fetch that logs.
+    logger.info(
+        "Assumed %s as session %s; the credentials expire at %s.",
+        issued.assumed_role_arn,
+        issued.session_name,
+        issued.expiration.isoformat(),
+    )
 
 
 def _fetch(source: TokenSource, exchange: STSExchange, retry: bool) -> IssuedCredentials:

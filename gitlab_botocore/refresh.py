@@ -37,6 +37,7 @@ import weakref
 from typing import TYPE_CHECKING, Callable, Final
 
 from .backoff import Backoff
+from .exceptions import REENTRANT_CALL_MESSAGE, GitLabOIDCError
 from .exchange import IssuedCredentials
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ if TYPE_CHECKING:  # type aliases cost a fresh process time at import; annotatio
 
     StartThread = Callable[[Callable[[], None]], None]
     """Runs a function in the background; raises ``RuntimeError`` when it cannot."""
+
+    Announce = Callable[[IssuedCredentials], None]
+    """Told of each new set of credentials, once callers can have them."""
 
 
 class Generation:
@@ -135,7 +139,13 @@ class Refresher:
 
     ``fetch`` (see :data:`Fetch`) returns fresh :class:`IssuedCredentials` or raises
     :class:`~gitlab_botocore.GitLabOIDCError`. ``clock`` returns epoch seconds;
-    ``start_thread`` runs a background attempt (a daemon thread by default).
+    ``start_thread`` runs a background attempt (a daemon thread by default); ``announce``
+    is called with each new set of credentials after the fetch has ended, so that a log
+    handler shipping that record with AWS gets them rather than waiting for the fetch.
+
+    What a fetch logs is handled in the fetching thread. If that handling asks for these
+    credentials while none are usable (a log handler calling AWS), it raises at once
+    instead of waiting for the fetch it is part of, which would never end.
     """
 
     def __init__(
@@ -144,10 +154,14 @@ class Refresher:
         *,
         clock: Callable[[], float] = time.time,
         start_thread: StartThread = _start_daemon_thread,
+        announce: Announce | None = None,
     ) -> None:
         self._fetch = fetch
         self._clock = clock
         self._start_thread = start_thread
+        self._announce = announce
+        self._unannounced: IssuedCredentials | None = None
+        self._fetching_thread: int | None = None  # the thread inside fetch(), if any
         self._current: Generation | None = None
         # Held for the whole of an attempt or fetch: at most one STS call in flight.
         self._fetch_lock = threading.Lock()
@@ -209,7 +223,7 @@ class Refresher:
         try:
             self._start_thread(self._first_fetch)
         except RuntimeError:  # no new threads at interpreter shutdown
-            self._fetch_lock.release()
+            self._release()
             return False
         return True
 
@@ -226,7 +240,7 @@ class Refresher:
             logger.debug("The first fetch, started in the background, failed: %s", error)
             self._early_failure_unseen = True
         finally:
-            self._fetch_lock.release()
+            self._release()
 
     def _attempt_in_background(self) -> None:
         if not self._fetch_lock.acquire(blocking=False):
@@ -234,7 +248,7 @@ class Refresher:
         try:
             self._start_thread(self._background_attempt)
         except RuntimeError:  # no new threads at interpreter shutdown
-            self._fetch_lock.release()
+            self._release()
 
     def _background_attempt(self) -> None:
         try:
@@ -243,7 +257,7 @@ class Refresher:
         except Exception as error:  # logged by _attempt; callers keep the current ones
             logger.debug("Background refresh failed: %s", error)
         finally:
-            self._fetch_lock.release()
+            self._release()
 
     def _attempt_now(self) -> None:
         # The current credentials are usable: never wait behind someone else's attempt.
@@ -255,11 +269,14 @@ class Refresher:
         except Exception as error:  # logged by _attempt; the current ones still work
             logger.debug("Refresh attempt failed: %s", error)
         finally:
-            self._fetch_lock.release()
+            self._release()
 
     def _fetch_and_wait(self) -> None:
+        if self._fetching_thread == threading.get_ident():
+            raise GitLabOIDCError(REENTRANT_CALL_MESSAGE)
         fetches_before = self._fetches
-        with self._fetch_lock:
+        self._fetch_lock.acquire()
+        try:
             if plan(self._current, self._clock(), self._retry_after) != Plan.FETCH:
                 return  # another thread refreshed while we waited
             error = self._fetch_error
@@ -271,6 +288,16 @@ class Refresher:
                 raise error
             self._early_failure_unseen = False
             self._retrying_fetch()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Release ``_fetch_lock``, then announce the credentials the fetch stored (if any):
+        whatever that logs may ask for them, from this thread or another."""
+        issued, self._unannounced = self._unannounced, None
+        self._fetch_lock.release()
+        if issued is not None and self._announce is not None:
+            self._announce(issued)
 
     def _retrying_fetch(self) -> None:
         """A fetch that retries within the budget, under ``_fetch_lock``; its outcome is
@@ -287,6 +314,7 @@ class Refresher:
 
     def _attempt(self, *, retry: bool) -> None:
         """Fetch under ``_fetch_lock``; store the result, or schedule the next attempt."""
+        self._fetching_thread = threading.get_ident()
         try:
             issued = self._fetch(retry)
         except Exception as error:
@@ -304,9 +332,12 @@ class Refresher:
                     error,
                 )
             raise
+        finally:
+            self._fetching_thread = None
         self._current = Generation.of(issued, self._clock())
         self._failures = 0
         self._retry_after = 0.0
+        self._unannounced = issued
 
 
 _LIVE: weakref.WeakSet[Refresher] = weakref.WeakSet()

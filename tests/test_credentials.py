@@ -24,7 +24,9 @@ import boto3
 import pytest
 import time_machine
 
+from gitlab_botocore import GitLabOIDCError
 from gitlab_botocore.credentials import CredentialsRegistry, GitLabOIDCCredentials
+from gitlab_botocore.exceptions import REENTRANT_CALL_MESSAGE
 from gitlab_botocore.exchange import IssuedCredentials
 from gitlab_botocore.refresh import Refresher
 from gitlab_botocore.testing.aws import FakeAWS
@@ -437,3 +439,30 @@ def test_a_forked_child_is_not_blocked_by_a_registry_another_thread_was_filling(
     finally:
         release.set()
         filler.join()
+
+
+def test_asking_the_registry_from_inside_a_creation_raises_unless_it_exists() -> None:
+    """Making credentials logs (botocore says where it found the STS endpoint); a log
+    handler calling AWS on that record asks the registry from within the creation, in the
+    same thread. It is told so at once instead of waiting for itself; credentials that
+    already exist are still served."""
+    registry = CredentialsRegistry()
+    existing, made, never = (stand_in() for _ in range(3))
+    registry.get_or_create("other", lambda: existing)
+    inner: list[Any] = []
+
+    def create_that_logs() -> Any:
+        inner.append(registry.get_or_create("other", lambda: never))
+        with pytest.raises(GitLabOIDCError) as nested:
+            registry.get_or_create("role", lambda: never)
+        inner.append(str(nested.value))
+        return made
+
+    assert registry.get_or_create("role", create_that_logs) is made
+    assert inner == [existing, REENTRANT_CALL_MESSAGE]
+    assert registry.get_or_create("role", lambda: never) is made
+
+
+def stand_in() -> Any:
+    """Any object stands in for credentials in the registry."""
+    return object()

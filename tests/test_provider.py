@@ -9,15 +9,18 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import boto3
 import botocore.session
 import pytest
 import time_machine
 
+import gitlab_botocore
 from gitlab_botocore import METHOD, AccessDeniedError, STSError, sts_client
+from gitlab_botocore.exceptions import REENTRANT_CALL_MESSAGE
 from gitlab_botocore.provider import credentials_registry
+from gitlab_botocore.refresh import THREAD_NAME
 from gitlab_botocore.testing.aws import FakeAWS
 from gitlab_botocore.testing.faults import Fault
 
@@ -239,6 +242,137 @@ def _fetch_and_refresh_from_threads(
         thread.join()
     clock.shift(-3100)
     return keys
+
+
+class ShipsRecordsToAWS(logging.Handler):
+    """A synchronous log handler that calls AWS with a session of its own for each record,
+    as a hand-written CloudWatch Logs or SNS handler does; it keeps what each call gave.
+
+    It handles the records of the job's threads and of gitlab-botocore's refresh thread:
+    in a job, STS is remote, but here the servers' threads log in this process too.
+    """
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.shipped: list[str] = []
+        self.failed: list[Exception] = []
+        self.threads = {threading.get_ident()}
+        self.loggers = ""  # a prefix of the names of the loggers it ships
+        self._busy = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        in_job = record.thread in self.threads or record.threadName == THREAD_NAME
+        return in_job and record.name.startswith(self.loggers)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self._busy, "on", False):
+            return  # records of its own call
+        self._busy.on = True
+        try:
+            boto3.Session().client("sts").get_caller_identity()
+            self.shipped.append(record.getMessage())
+        except Exception as error:  # a handler must not raise
+            self.failed.append(error)
+        finally:
+            self._busy.on = False
+
+
+@pytest.fixture
+def ships_records_to_aws() -> Any:
+    """Attaches a :class:`ShipsRecordsToAWS` at INFO to the root logger."""
+    handler = ShipsRecordsToAWS(logging.INFO)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield handler
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def _in_a_job_thread(handler: ShipsRecordsToAWS, work: Callable[[], str]) -> str:
+    """``work``, in a thread whose records ``handler`` ships, so that a hang fails the test."""
+    answers: list[str] = []
+
+    def run() -> None:
+        handler.threads.add(threading.get_ident())
+        answers.append(work())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert answers, "the job was still waiting after 20 s"
+    wait_for(lambda: not refresh_in_flight())  # and so is its announcement
+    return answers[0]
+
+
+def _assumed(handler: ShipsRecordsToAWS) -> list[str]:
+    return [message for message in handler.shipped if message.startswith("Assumed arn:aws:")]
+
+
+def test_a_log_handler_whose_first_aws_call_is_the_jobs_first_gets_the_credentials(
+    job: Job, aws: FakeAWS, ships_records_to_aws: ShipsRecordsToAWS
+) -> None:
+    """The job logs before calling AWS, so its handler makes the first AWS call. The STS
+    call runs in the background and announces the credentials once it has released them:
+    the announcement waits for the handler, not the handler for the announcement."""
+    handler = ships_records_to_aws
+
+    def job_start() -> str:
+        logging.getLogger("deploy").info("Deploying.")
+        arn: str = boto3.Session().client("sts").get_caller_identity()["Arn"]
+        return arn
+
+    assert ":assumed-role/deploy/" in _in_a_job_thread(handler, job_start)
+    assert not handler.failed
+    assert handler.shipped[0] == "Deploying."
+    assert len(_assumed(handler)) == 1
+    assert aws.sts.assume_role_calls == 1
+
+
+def test_a_log_handler_calling_aws_while_the_credentials_are_made_is_told_why_it_cannot(
+    job: Job, aws: FakeAWS, ships_records_to_aws: ShipsRecordsToAWS
+) -> None:
+    """botocore logs at INFO where it found the STS endpoint while the provider makes its
+    STS client. A handler shipping that record asks for the credentials being made: its
+    call fails at once, saying why, instead of waiting for itself."""
+    handler = ships_records_to_aws
+
+    def job_start() -> str:
+        arn: str = boto3.Session().client("sts").get_caller_identity()["Arn"]
+        return arn
+
+    assert ":assumed-role/deploy/" in _in_a_job_thread(handler, job_start)
+    assert handler.failed
+    for error in handler.failed:
+        assert isinstance(error, gitlab_botocore.GitLabOIDCError)
+        assert str(error) == REENTRANT_CALL_MESSAGE
+    assert len(_assumed(handler)) == 1
+    assert aws.sts.assume_role_calls == 1
+
+
+def test_a_log_handler_calling_aws_from_inside_the_sts_call_is_told_why_it_cannot(
+    job: Job, aws: FakeAWS, ships_records_to_aws: ShipsRecordsToAWS, tmp_path: Path
+) -> None:
+    """With the cache, the job's thread makes the STS call itself on first use. A record
+    it logs meanwhile (an attempt throttled and retried) is handled in that thread; a
+    handler shipping it cannot wait for the call it interrupts, and fails at once."""
+    job.set(GITLAB_BOTOCORE_CACHE=str(tmp_path / "cache"))
+    aws.sts.inject(Fault.throttling())
+    handler = ships_records_to_aws
+    handler.loggers = "gitlab_botocore."  # not botocore's records of making clients
+
+    def job_start() -> str:
+        arn: str = boto3.Session().client("sts").get_caller_identity()["Arn"]
+        return arn
+
+    assert ":assumed-role/deploy/" in _in_a_job_thread(handler, job_start)
+    (error,) = handler.failed  # the retry's record
+    assert isinstance(error, gitlab_botocore.GitLabOIDCError)
+    assert str(error) == REENTRANT_CALL_MESSAGE
+    assert handler.shipped == _assumed(handler)
+    assert len(handler.shipped) == 1
+    assert aws.sts.assume_role_calls == 2  # throttled, then answered
 
 
 def test_shared_credentials_sign_real_requests(job: Job, aws: FakeAWS) -> None:

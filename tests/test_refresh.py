@@ -18,7 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gitlab_botocore import AccessDeniedError, STSUnavailableError
+from gitlab_botocore import AccessDeniedError, GitLabOIDCError, STSUnavailableError
+from gitlab_botocore.exceptions import REENTRANT_CALL_MESSAGE
 from gitlab_botocore.exchange import IssuedCredentials
 from gitlab_botocore.refresh import (
     RETRY_BACKOFF,
@@ -585,3 +586,54 @@ def test_a_prefetch_with_credentials_held_does_nothing(
     assert queued == []
     assert access_key(deferred) == first
     assert stub.calls == [True]
+
+
+# -- what a fetch logs is handled in the fetching thread ------------------------------------
+
+
+def test_asking_from_inside_the_fetch_raises_instead_of_waiting_for_itself(
+    fake_clock: FakeClock, stub: StubFetch
+) -> None:
+    """A log handler that calls AWS, handling a record of the fetch, asks for the
+    credentials from within it: it gets an error at once, and the fetch goes on."""
+    inner: list[BaseException] = []
+
+    def fetch_that_logs(retry: bool) -> IssuedCredentials:
+        try:
+            refresher.current()  # what the handler's AWS call does
+        except GitLabOIDCError as error:
+            inner.append(error)
+        return stub(retry)
+
+    refresher = Refresher(fetch_that_logs, clock=fake_clock)
+    assert access_key(refresher) == "ASIA0000000000000001"
+    assert [str(error) for error in inner] == [REENTRANT_CALL_MESSAGE]
+    assert stub.calls == [True]
+
+
+def test_new_credentials_are_announced_once_served(
+    fake_clock: FakeClock, stub: StubFetch, deferred: Refresher, queued: Queued
+) -> None:
+    """The announcement (a log line) comes after the fetch has let go: whatever handles
+    it, in any thread, gets the new credentials without a wait or another call."""
+    seen: list[tuple[str, bool, str]] = []
+
+    def announce(issued: IssuedCredentials) -> None:
+        seen.append((issued.access_key, refresher.fetching, access_key(refresher)))
+
+    refresher = Refresher(stub, clock=fake_clock, announce=announce)
+    first = access_key(refresher)
+    assert seen == [(first, False, first)]
+    fake_clock.shift(LIFETIME - 30)  # unusable: the next caller waits for a fetch
+    second = access_key(refresher)
+    assert seen[1:] == [(second, False, second)]
+    assert stub.calls == [True, True]
+
+
+def test_a_failed_fetch_announces_nothing(fake_clock: FakeClock, stub: StubFetch) -> None:
+    announced: list[IssuedCredentials] = []
+    refresher = Refresher(stub, clock=fake_clock, announce=announced.append)
+    stub.outcomes = [AccessDeniedError("refused")]
+    with pytest.raises(AccessDeniedError):
+        refresher.current()
+    assert announced == []
