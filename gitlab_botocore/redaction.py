@@ -42,8 +42,16 @@ def _secret_fields() -> tuple[tuple[re.Pattern[str], str], ...]:
     # Compiled on first use (a DEBUG record, an error message), not at import: a job that
     # logs nothing and fails nothing does not pay for them.
     return (
-        # XML bodies; an element cut short (a truncated reply) is blanked to the end.
-        (re.compile(rf"<({_FIELDS})>[^<]*"), rf"<\1>{REDACTED}"),
+        # XML bodies: everything up to the element's end tag, whatever the content's shape
+        # (CDATA sections, child elements; botocore's parser reads all of them as the
+        # secret), the tag's attributes or namespace prefix. An element cut short (a
+        # truncated reply) is blanked to the end of the text.
+        (
+            re.compile(
+                rf"(<(?:[\w.-]+:)?({_FIELDS})\b[^>]*>).*?(?=</(?:[\w.-]+:)?\2\s*>|\Z)", re.S
+            ),
+            rf"\1{REDACTED}",
+        ),
         (re.compile(rf"(['\"]({_FIELDS})['\"]:\s*['\"])[^'\"]*"), rf"\1{REDACTED}"),  # dicts
         (re.compile(rf"\b({_FIELDS})=[^&'\"\s]*"), rf"\1={REDACTED}"),  # form bodies
         (re.compile(r"(x-amz-security-token[:=])[^&'\"\s]*", re.I), rf"\1{REDACTED}"),  # signing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -205,3 +206,71 @@ def test_failing_tests_show_no_secret_with_showlocals(tmp_path: Path) -> None:
     assert len(secrets) >= 10  # six ID tokens (and their signatures), a key pair, doctored ones
     leaked = {secret[:12] for secret in secrets if secret and secret in output}
     assert not leaked, f"secrets starting {sorted(leaked)} appear in the pytest output"
+
+
+# -- the shapes a secret can take in an XML body ---------------------------------------------
+
+SECRET = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLESECRET"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f"<SecretAccessKey>{SECRET}</SecretAccessKey>",
+        f"<SecretAccessKey><![CDATA[{SECRET}]]></SecretAccessKey>",
+        f"<SecretAccessKey><![CDATA[{SECRET[:10]}]]>{SECRET[10:]}</SecretAccessKey>",
+        f'<SecretAccessKey xml:space="preserve">{SECRET}</SecretAccessKey>',
+        f'<sts:SecretAccessKey xmlns:sts="urn:x">{SECRET}</sts:SecretAccessKey>',
+        f"<SecretAccessKey><b>{SECRET}</b></SecretAccessKey>",
+        f"<SecretAccessKey>\n  {SECRET}\n</SecretAccessKey >",
+        f"<SecretAccessKey><![CDATA[{SECRET}",  # cut short
+        f"<SessionToken><![CDATA[{SECRET}]]></SessionToken>",
+        f"<WebIdentityToken><![CDATA[{SECRET}]]></WebIdentityToken>",
+    ],
+    ids=[
+        "plain",
+        "cdata",
+        "cdata-then-text",
+        "attribute",
+        "prefixed",
+        "nested",
+        "whitespace",
+        "truncated",
+        "session-token",
+        "web-identity-token",
+    ],
+)
+def test_secret_fields_are_blanked_whatever_their_xml_shape(body: str) -> None:
+    """botocore's parser reads the element's text (CDATA included) as the secret, and logs
+    the body at DEBUG before the library has seen that secret: the field's rule alone must
+    blank it."""
+    from gitlab_botocore.redaction import redact
+
+    key = "<AccessKeyId>ASIAEXAMPLE</AccessKeyId>"
+    text = f"Response body:\n<Credentials>{key}{body}</Credentials>"
+    redacted = redact(text)
+    assert SECRET not in redacted
+    for part in (SECRET[:10], SECRET[10:]):
+        assert part not in redacted
+    assert key in redacted  # the rest is kept
+
+
+def test_a_cdata_secret_in_a_reply_is_not_logged(
+    job: Job, aws: FakeAWS, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gitlab_botocore.testing.sts_wire import credentials_body
+
+    expiration = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    body = credentials_body(
+        "ASIAEXAMPLEEXAMPLE12",
+        "PLACEHOLDER",
+        "FwoGZXIvYXdzEXAMPLE123",
+        expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    body = body.replace(b"PLACEHOLDER", f"<![CDATA[{SECRET}]]>".encode())
+    aws.sts.inject(Fault.reply(body))
+    with caplog.at_level(logging.DEBUG):
+        credentials = boto3.Session().get_credentials().get_frozen_credentials()
+    assert credentials.secret_key == SECRET  # botocore read it through the CDATA section
+    assert "<SecretAccessKey><redacted></SecretAccessKey>" in caplog.text  # body logged
+    assert SECRET not in caplog.text
