@@ -182,9 +182,15 @@ def _ensure_allowed_account(
     )
 
 
-def _cache_dir(value: Any, environ: Mapping[str, str]) -> str | None:
+def _cache_dir(value: Any, source: str, environ: Mapping[str, str]) -> str | None:
     """Off by default; ``1`` for the user's cache directory, or a directory path."""
     text = str(value if value is not None else "").strip()
+    if "\0" in text:  # no file system takes it: os.mkdir would raise ValueError later
+        raise ConfigurationError(
+            f"{source} must be 1, 0 or a directory path; got {text!r}, which contains a NUL "
+            "character.",
+            setting=source,
+        )
     if text.lower() in _FALSE:
         return None
     if text.lower() in _TRUE:
@@ -456,7 +462,7 @@ CACHE_ROW = Setting(
     "cache_dir",
     env=("GITLAB_BOTOCORE_CACHE",),
     keyword="cache",
-    convert=lambda value, source, environ: _cache_dir(value, environ),
+    convert=_cache_dir,
     help="credentials cache shared by the job's processes: 1, or a directory",
     always_env=True,
 )

@@ -148,6 +148,7 @@ INVALID = {
     "require": "maybe",
     "region": "EU West",
     "endpoint_url": "sts.local",
+    "cache_dir": "/var/cache/x\0y",
 }
 
 
