@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import threading
 from collections.abc import Iterable
@@ -103,6 +104,14 @@ class _SecretFilter(logging.Filter):
 
 
 _filter = _SecretFilter()
+
+
+def _after_fork_in_child() -> None:
+    _filter._lock = threading.Lock()  # a refresh thread of the parent may have held it
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 # Filters apply only to the logger they are attached to, not to its children: cover the
 # known loggers plus every botocore and urllib3 logger that exists by now.
 for _name in {

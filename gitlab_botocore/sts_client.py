@@ -74,9 +74,11 @@ _PRIVATE_SESSIONS: weakref.WeakSet[PrivateSession] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
-    # A thread of the parent may have held a lock while it made a client.
+    # A thread of the parent may have held a lock while it made a client, or warned.
+    global _warned_lock
     for private in list(_PRIVATE_SESSIONS):
         private._lock = threading.Lock()
+    _warned_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -28,6 +28,15 @@ _warned: set[tuple[str | None, tuple[str, ...]]] = set()
 _warned_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    global _warned_lock
+    _warned_lock = threading.Lock()  # a refresh thread of the parent may have held it
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class TokenSource(abc.ABC):
     """Produces the current GitLab ID token. Everything downstream only sees :class:`IdToken`.
 

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import boto3
 import pytest
@@ -466,3 +466,55 @@ def test_asking_the_registry_from_inside_a_creation_raises_unless_it_exists() ->
 def stand_in() -> Any:
     """Any object stands in for credentials in the registry."""
     return object()
+
+
+def _module_lock(path: str) -> Callable[[], Any]:
+    """A getter for a lock a refresh thread takes: ``module:attribute[.attribute]``."""
+    import importlib
+
+    module_name, attributes = path.split(":")
+
+    def get() -> Any:
+        found: Any = importlib.import_module(module_name)
+        for name in attributes.split("."):
+            found = getattr(found, name)
+        return found
+
+    return get
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.parametrize(
+    "lock_path",
+    [
+        "gitlab_botocore.redaction:_filter._lock",
+        "gitlab_botocore.sts_client:_warned_lock",
+        "gitlab_botocore.token_source:_warned_lock",
+        "gitlab_botocore.cache:_warned_lock",
+    ],
+)
+def test_a_forked_child_gets_the_module_locks_a_fetch_takes_free(lock_path: str) -> None:
+    """A fetch thread of the parent held one of these locks (for microseconds) at the fork:
+    the child, which has no such thread, must not wait for it on its own first fetch."""
+    lock = _module_lock(lock_path)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    try:
+        got = in_forked_child(
+            lambda: "free" if lock().acquire(timeout=5) else "held",
+            hung=f"the child hung on {lock_path}",
+            timeout=10,
+        )
+        assert got == "free"
+    finally:
+        release.set()
+        holder.join()
