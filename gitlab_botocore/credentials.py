@@ -19,11 +19,14 @@ from typing import Any, Callable
 
 from botocore.credentials import DeferredRefreshableCredentials, ReadOnlyCredentials
 
-from .exceptions import REENTRANT_CALL_MESSAGE, GitLabOIDCError
+from .exceptions import REENTRANT_CALL_MESSAGE, STUCK_WAIT_MESSAGE, GitLabOIDCError
 from .exchange import IssuedCredentials
 from .refresh import Refresher
 
 _HAS_ACCOUNT_ID = "account_id" in ReadOnlyCredentials._fields
+REGISTRY_WAIT_SECONDS = 60.0
+"""Making credentials takes milliseconds (an STS client, the request started): a thread
+waiting this long for another to do it raises instead of hanging."""
 
 
 class GitLabOIDCCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
@@ -107,13 +110,15 @@ class CredentialsRegistry:
     Credentials are created one at a time. A call made from within a creation, in the
     thread creating (a log handler calling AWS on a record logged meanwhile), cannot wait
     for it: it raises :class:`~gitlab_botocore.GitLabOIDCError` unless the credentials it
-    asks for already exist.
+    asks for already exist. So does a call that waited ``wait_seconds`` for another
+    thread's creation.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, wait_seconds: float = REGISTRY_WAIT_SECONDS) -> None:
         self._entries: dict[Hashable, GitLabOIDCCredentials] = {}
         self._lock = threading.Lock()
         self._creating_thread: int | None = None
+        self._wait_seconds = wait_seconds
         _REGISTRIES.add(self)
 
     def get_or_create(
@@ -124,7 +129,10 @@ class CredentialsRegistry:
             return credentials
         if self._creating_thread == threading.get_ident():
             raise GitLabOIDCError(REENTRANT_CALL_MESSAGE)
-        with self._lock:
+        if not self._lock.acquire(timeout=self._wait_seconds):
+            work = "to make AWS credentials"
+            raise GitLabOIDCError(STUCK_WAIT_MESSAGE.format(seconds=self._wait_seconds, work=work))
+        try:
             credentials = self._entries.get(key)
             if credentials is None:
                 self._creating_thread = threading.get_ident()
@@ -133,6 +141,8 @@ class CredentialsRegistry:
                 finally:
                     self._creating_thread = None
             return credentials
+        finally:
+            self._lock.release()
 
     def clear(self) -> None:
         with self._lock:

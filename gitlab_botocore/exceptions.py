@@ -36,6 +36,15 @@ REENTRANT_CALL_MESSAGE = (
 )
 """The message of the error raised instead of waiting forever for oneself."""
 
+STUCK_WAIT_MESSAGE = (
+    "Waited {seconds:g} s for another thread {work}, longer than that can take: that "
+    "thread is stuck. The usual cause is a log handler that calls AWS: this thread called "
+    "AWS from inside it, holding its lock, while the other thread's work logged through "
+    "it. Put such a handler behind a logging.handlers.QueueHandler, so that it ships "
+    "records from a thread of its own."
+)
+"""The message of the error raised when a wait for another thread outlasts its work."""
+
 
 class ConfigurationError(GitLabOIDCError):
     """A setting has an invalid value; ``setting`` names the variable or option."""

@@ -137,6 +137,13 @@ class IssuedCredentials(ReadOnlyValue):
         )
 
 
+def longest_exchange_seconds(settings: Settings) -> float:
+    """How long :meth:`STSExchange.assume_role` can take at most, retries included: the
+    retry budget, then one last attempt per role that may run to its timeouts."""
+    attempt = CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
+    return settings.retry_budget_seconds + attempt * (1 + len(settings.chain_role_arns))
+
+
 def is_transient(code: str, message: str, status: int) -> bool:
     """Whether an STS error is worth retrying: throttling, server errors, and the two
     identity-provider failures AWS documents as transient."""

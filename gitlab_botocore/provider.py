@@ -18,7 +18,7 @@ from botocore.credentials import CredentialProvider
 
 from .credentials import CredentialsRegistry, GitLabOIDCCredentials
 from .exceptions import GitLabOIDCError, TokenNotFoundError
-from .exchange import IssuedCredentials, STSExchange
+from .exchange import IssuedCredentials, STSExchange, longest_exchange_seconds
 from .refresh import Refresher
 from .settings import METHOD, EnvVar, Settings, resolve_for_session
 from .token_source import EnvironmentTokenSource, TokenSource
@@ -31,6 +31,9 @@ milliseconds of CPU, normally)."""
 NETWORK_HEAD_START_SECONDS = 0.002
 """Then this long for it to be on the network (urllib3 takes ~1.6 ms to open a connection
 and write a request on the benchmark's machine; see docs/performance.md)."""
+
+FETCH_OVERHEAD_SECONDS = 60.0
+"""Added to the longest exchange for everything else a fetch does (DNS included)."""
 
 credentials_registry = CredentialsRegistry()
 """Every session and thread asking for the same role and token gets the same credentials."""
@@ -103,7 +106,11 @@ class GitLabOIDCProvider(CredentialProvider):  # type: ignore[misc]
         exchange = STSExchange(
             settings, self._session, use_session_clients=self._use_session_clients
         )
-        refresher = Refresher(lambda retry: _fetch(source, exchange, retry), announce=_announce)
+        refresher = Refresher(
+            lambda retry: _fetch(source, exchange, retry),
+            announce=_announce,
+            wait_limit=_longest_fetch_seconds(settings),
+        )
         # Not for aiobotocore (its path fetches on first use, off the event loop), nor with
         # the cross-process cache: its file lock, held through the request, would pass to a
         # process forked meanwhile and keep that child waiting.
@@ -129,6 +136,18 @@ def _prefetch(refresher: Refresher, exchange: STSExchange) -> None:
     exchange.request_sent.wait(PREFETCH_HEAD_START_SECONDS)
     if refresher.fetching:
         time.sleep(NETWORK_HEAD_START_SECONDS)
+
+
+def _longest_fetch_seconds(settings: Settings) -> float:
+    """Longer than any fetch takes (the exchange, the cache's lock, reading the token, a
+    private session for chained roles): a caller waiting this long for another thread's
+    fetch is waiting for a stuck thread."""
+    seconds = longest_exchange_seconds(settings) + FETCH_OVERHEAD_SECONDS
+    if settings.cache_dir is not None:
+        from .cache import LOCK_WAIT_SECONDS
+
+        seconds += LOCK_WAIT_SECONDS
+    return seconds
 
 
 def _announce(issued: IssuedCredentials) -> None:

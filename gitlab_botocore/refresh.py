@@ -37,7 +37,7 @@ import weakref
 from typing import TYPE_CHECKING, Callable, Final
 
 from .backoff import Backoff
-from .exceptions import REENTRANT_CALL_MESSAGE, GitLabOIDCError
+from .exceptions import REENTRANT_CALL_MESSAGE, STUCK_WAIT_MESSAGE, GitLabOIDCError
 from .exchange import IssuedCredentials
 
 logger = logging.getLogger(__name__)
@@ -145,7 +145,9 @@ class Refresher:
 
     What a fetch logs is handled in the fetching thread. If that handling asks for these
     credentials while none are usable (a log handler calling AWS), it raises at once
-    instead of waiting for the fetch it is part of, which would never end.
+    instead of waiting for the fetch it is part of, which would never end. A caller
+    waiting for another thread's fetch gives up after ``wait_limit`` seconds (longer than
+    any fetch takes; ``None``: no limit) and raises, rather than hang with a stuck thread.
     """
 
     def __init__(
@@ -155,11 +157,13 @@ class Refresher:
         clock: Callable[[], float] = time.time,
         start_thread: StartThread = _start_daemon_thread,
         announce: Announce | None = None,
+        wait_limit: float | None = None,
     ) -> None:
         self._fetch = fetch
         self._clock = clock
         self._start_thread = start_thread
         self._announce = announce
+        self._wait_limit = wait_limit
         self._unannounced: IssuedCredentials | None = None
         self._fetching_thread: int | None = None  # the thread inside fetch(), if any
         self._current: Generation | None = None
@@ -275,7 +279,10 @@ class Refresher:
         if self._fetching_thread == threading.get_ident():
             raise GitLabOIDCError(REENTRANT_CALL_MESSAGE)
         fetches_before = self._fetches
-        self._fetch_lock.acquire()
+        limit = self._wait_limit
+        if not self._fetch_lock.acquire(timeout=-1 if limit is None else limit):
+            work = "to fetch these credentials from STS"
+            raise GitLabOIDCError(STUCK_WAIT_MESSAGE.format(seconds=limit, work=work))
         try:
             if plan(self._current, self._clock(), self._retry_after) != Plan.FETCH:
                 return  # another thread refreshed while we waited

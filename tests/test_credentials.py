@@ -518,3 +518,25 @@ def test_a_forked_child_gets_the_module_locks_a_fetch_takes_free(lock_path: str)
     finally:
         release.set()
         holder.join()
+
+
+def test_a_thread_waiting_longer_than_any_creation_takes_raises() -> None:
+    registry = CredentialsRegistry(wait_seconds=0.2)
+    entered, release = threading.Event(), threading.Event()
+    made = stand_in()
+
+    def stuck_create() -> Any:
+        entered.set()
+        release.wait(10)
+        return made
+
+    creator = threading.Thread(target=lambda: registry.get_or_create("role", stuck_create))
+    creator.start()
+    assert entered.wait(10)
+    try:
+        with pytest.raises(GitLabOIDCError, match="for another thread to make AWS credentials"):
+            registry.get_or_create("role", stand_in)
+    finally:
+        release.set()
+        creator.join()
+    assert registry.get_or_create("role", stand_in) is made

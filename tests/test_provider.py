@@ -244,24 +244,27 @@ def _fetch_and_refresh_from_threads(
     return keys
 
 
+JOB_THREAD_NAME = "job"
+
+
 class ShipsRecordsToAWS(logging.Handler):
     """A synchronous log handler that calls AWS with a session of its own for each record,
     as a hand-written CloudWatch Logs or SNS handler does; it keeps what each call gave.
 
-    It handles the records of the job's threads and of gitlab-botocore's refresh thread:
-    in a job, STS is remote, but here the servers' threads log in this process too.
+    It handles the records of the job's thread and of gitlab-botocore's refresh thread,
+    told by their names: in a job, STS is remote, but here the servers' threads log in this
+    process too (and a thread's ident is reused once it ends).
     """
 
     def __init__(self, level: int) -> None:
         super().__init__(level)
         self.shipped: list[str] = []
         self.failed: list[Exception] = []
-        self.threads = {threading.get_ident()}
         self.loggers = ""  # a prefix of the names of the loggers it ships
         self._busy = threading.local()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        in_job = record.thread in self.threads or record.threadName == THREAD_NAME
+        in_job = record.threadName in (JOB_THREAD_NAME, THREAD_NAME)
         return in_job and record.name.startswith(self.loggers)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -290,15 +293,12 @@ def ships_records_to_aws() -> Any:
     root.setLevel(level)
 
 
-def _in_a_job_thread(handler: ShipsRecordsToAWS, work: Callable[[], str]) -> str:
-    """``work``, in a thread whose records ``handler`` ships, so that a hang fails the test."""
+def _in_a_job_thread(work: Callable[[], str]) -> str:
+    """``work``, in a thread whose records the handler ships, so that a hang fails the test."""
     answers: list[str] = []
-
-    def run() -> None:
-        handler.threads.add(threading.get_ident())
-        answers.append(work())
-
-    thread = threading.Thread(target=run, daemon=True)
+    thread = threading.Thread(
+        target=lambda: answers.append(work()), name=JOB_THREAD_NAME, daemon=True
+    )
     thread.start()
     thread.join(20)
     assert answers, "the job was still waiting after 20 s"
@@ -323,7 +323,7 @@ def test_a_log_handler_whose_first_aws_call_is_the_jobs_first_gets_the_credentia
         arn: str = boto3.Session().client("sts").get_caller_identity()["Arn"]
         return arn
 
-    assert ":assumed-role/deploy/" in _in_a_job_thread(handler, job_start)
+    assert ":assumed-role/deploy/" in _in_a_job_thread(job_start)
     assert not handler.failed
     assert handler.shipped[0] == "Deploying."
     assert len(_assumed(handler)) == 1
@@ -342,7 +342,7 @@ def test_a_log_handler_calling_aws_while_the_credentials_are_made_is_told_why_it
         arn: str = boto3.Session().client("sts").get_caller_identity()["Arn"]
         return arn
 
-    assert ":assumed-role/deploy/" in _in_a_job_thread(handler, job_start)
+    assert ":assumed-role/deploy/" in _in_a_job_thread(job_start)
     assert handler.failed
     for error in handler.failed:
         assert isinstance(error, gitlab_botocore.GitLabOIDCError)
@@ -366,7 +366,7 @@ def test_a_log_handler_calling_aws_from_inside_the_sts_call_is_told_why_it_canno
         arn: str = boto3.Session().client("sts").get_caller_identity()["Arn"]
         return arn
 
-    assert ":assumed-role/deploy/" in _in_a_job_thread(handler, job_start)
+    assert ":assumed-role/deploy/" in _in_a_job_thread(job_start)
     (error,) = handler.failed  # the retry's record
     assert isinstance(error, gitlab_botocore.GitLabOIDCError)
     assert str(error) == REENTRANT_CALL_MESSAGE

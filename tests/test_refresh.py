@@ -637,3 +637,23 @@ def test_a_failed_fetch_announces_nothing(fake_clock: FakeClock, stub: StubFetch
     with pytest.raises(AccessDeniedError):
         refresher.current()
     assert announced == []
+
+
+def test_a_caller_waiting_longer_than_any_fetch_takes_raises(
+    fake_clock: FakeClock, stub: StubFetch
+) -> None:
+    """The thread fetching is stuck (say, on a log handler's lock held by the waiting
+    thread): the waiter gives up after the limit, with an explanation, and the fetch still
+    serves the callers that come after it ends."""
+    refresher = Refresher(stub, clock=fake_clock, wait_limit=0.2)
+    stub.hold()
+    assert refresher.prefetch()
+    assert stub.entered.acquire(timeout=10)
+    with pytest.raises(GitLabOIDCError) as stuck:
+        refresher.current()
+    assert str(stuck.value).startswith("Waited 0.2 s for another thread to fetch these")
+    assert "QueueHandler" in str(stuck.value)
+    stub.release()
+    wait_for(lambda: not refresher.fetching)
+    assert access_key(refresher) == "ASIA0000000000000001"
+    assert stub.calls == [True]
