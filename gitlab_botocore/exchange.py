@@ -137,11 +137,13 @@ class IssuedCredentials(ReadOnlyValue):
         )
 
 
-def longest_exchange_seconds(settings: Settings) -> float:
-    """How long :meth:`STSExchange.assume_role` can take at most, retries included: the
-    retry budget, then one last attempt per role that may run to its timeouts."""
+def longest_exchange_seconds(settings: Settings, *, retry: bool = True) -> float:
+    """How long :meth:`STSExchange.assume_role` can take at most: with ``retry``, the retry
+    budget, then one last attempt per role that may run to its timeouts; without, one
+    attempt per role."""
     attempt = CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
-    return settings.retry_budget_seconds + attempt * (1 + len(settings.chain_role_arns))
+    budget = settings.retry_budget_seconds if retry else 0.0
+    return budget + attempt * (1 + len(settings.chain_role_arns))
 
 
 def is_transient(code: str, message: str, status: int) -> bool:

@@ -139,10 +139,15 @@ def _prefetch(refresher: Refresher, exchange: STSExchange) -> None:
 
 
 def _longest_fetch_seconds(settings: Settings) -> float:
-    """Longer than any fetch takes (the exchange, the cache's lock, reading the token, a
-    private session for chained roles): a caller waiting this long for another thread's
-    fetch is waiting for a stuck thread."""
-    seconds = longest_exchange_seconds(settings) + FETCH_OVERHEAD_SECONDS
+    """Longer than a caller with nothing usable can have to wait: a single refresh
+    attempt already under way, then a retrying fetch (the exchanges, the cache's lock,
+    reading the token, a private session for chained roles). Waiting longer is waiting for
+    a stuck thread."""
+    seconds = (
+        longest_exchange_seconds(settings, retry=False)
+        + longest_exchange_seconds(settings)
+        + FETCH_OVERHEAD_SECONDS
+    )
     if settings.cache_dir is not None:
         from .cache import LOCK_WAIT_SECONDS
 

@@ -46,10 +46,12 @@ def _secret_fields() -> tuple[tuple[re.Pattern[str], str], ...]:
         # XML bodies: everything up to the element's end tag, whatever the content's shape
         # (CDATA sections, child elements; botocore's parser reads all of them as the
         # secret), the tag's attributes or namespace prefix. An element cut short (a
-        # truncated reply) is blanked to the end of the text.
+        # truncated reply) is blanked to the end of the text; an empty one (<x/>) is left.
+        # [^<>] keeps the scan for the tag's end linear on text full of unclosed tags.
         (
             re.compile(
-                rf"(<(?:[\w.-]+:)?({_FIELDS})\b[^>]*>).*?(?=</(?:[\w.-]+:)?\2\s*>|\Z)", re.S
+                rf"(<(?:[\w.-]+:)?({_FIELDS})\b[^<>]*(?<!/)>).*?(?=</(?:[\w.-]+:)?\2\s*>|\Z)",
+                re.S,
             ),
             rf"\1{REDACTED}",
         ),

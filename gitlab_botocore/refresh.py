@@ -165,7 +165,8 @@ class Refresher:
         self._announce = announce
         self._wait_limit = wait_limit
         self._unannounced: IssuedCredentials | None = None
-        self._fetching_thread: int | None = None  # the thread inside fetch(), if any
+        # The thread working under _fetch_lock, if any: what it logs is handled there.
+        self._fetching_thread: int | None = None
         self._current: Generation | None = None
         # Held for the whole of an attempt or fetch: at most one STS call in flight.
         self._fetch_lock = threading.Lock()
@@ -237,6 +238,7 @@ class Refresher:
         return self._fetch_lock.locked()
 
     def _first_fetch(self) -> None:
+        self._fetching_thread = threading.get_ident()
         try:
             if self._current is None:
                 self._retrying_fetch()
@@ -255,6 +257,7 @@ class Refresher:
             self._release()
 
     def _background_attempt(self) -> None:
+        self._fetching_thread = threading.get_ident()
         try:
             if plan(self._current, self._clock(), self._retry_after) != Plan.SERVE:
                 self._attempt(retry=False)
@@ -267,6 +270,7 @@ class Refresher:
         # The current credentials are usable: never wait behind someone else's attempt.
         if not self._fetch_lock.acquire(blocking=False):
             return
+        self._fetching_thread = threading.get_ident()
         try:
             if plan(self._current, self._clock(), self._retry_after) == Plan.ATTEMPT_NOW:
                 self._attempt(retry=False)
@@ -283,6 +287,7 @@ class Refresher:
         if not self._fetch_lock.acquire(timeout=-1 if limit is None else limit):
             work = "to fetch these credentials from STS"
             raise GitLabOIDCError(STUCK_WAIT_MESSAGE.format(seconds=limit, work=work))
+        self._fetching_thread = threading.get_ident()
         try:
             if plan(self._current, self._clock(), self._retry_after) != Plan.FETCH:
                 return  # another thread refreshed while we waited
@@ -302,6 +307,7 @@ class Refresher:
         """Release ``_fetch_lock``, then announce the credentials the fetch stored (if any):
         whatever that logs may ask for them, from this thread or another."""
         issued, self._unannounced = self._unannounced, None
+        self._fetching_thread = None
         self._fetch_lock.release()
         if issued is not None and self._announce is not None:
             self._announce(issued)
@@ -321,7 +327,6 @@ class Refresher:
 
     def _attempt(self, *, retry: bool) -> None:
         """Fetch under ``_fetch_lock``; store the result, or schedule the next attempt."""
-        self._fetching_thread = threading.get_ident()
         try:
             issued = self._fetch(retry)
         except Exception as error:
@@ -339,8 +344,6 @@ class Refresher:
                     error,
                 )
             raise
-        finally:
-            self._fetching_thread = None
         self._current = Generation.of(issued, self._clock())
         self._failures = 0
         self._retry_after = 0.0
@@ -354,6 +357,8 @@ def _after_fork_in_child() -> None:
     # A refresh thread of the parent may hold a lock; the child has no such thread.
     for refresher in list(_LIVE):
         refresher._fetch_lock = threading.Lock()
+        refresher._fetching_thread = None  # its ident may be reused by a thread of the child
+        refresher._unannounced = None  # the parent announces those
 
 
 if hasattr(os, "register_at_fork"):

@@ -255,6 +255,13 @@ def test_secret_fields_are_blanked_whatever_their_xml_shape(body: str) -> None:
     assert key in redacted  # the rest is kept
 
 
+def test_an_empty_secret_element_leaves_the_rest_of_the_body() -> None:
+    from gitlab_botocore.redaction import redact
+
+    body = "<SessionToken/><Expiration>2026-01-01</Expiration><RequestId>abc-1</RequestId>"
+    assert redact(body) == body
+
+
 def test_a_cdata_secret_in_a_reply_is_not_logged(
     job: Job, aws: FakeAWS, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from typing import Callable
@@ -23,13 +24,14 @@ from gitlab_botocore.exceptions import REENTRANT_CALL_MESSAGE
 from gitlab_botocore.exchange import IssuedCredentials
 from gitlab_botocore.refresh import (
     RETRY_BACKOFF,
+    THREAD_NAME,
     Generation,
     Plan,
     Refresher,
     plan,
 )
 
-from .waiting import refresh_in_flight, wait_for
+from .waiting import in_forked_child, refresh_in_flight, wait_for
 
 START = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.timezone.utc)
 
@@ -657,3 +659,66 @@ def test_a_caller_waiting_longer_than_any_fetch_takes_raises(
     wait_for(lambda: not refresher.fetching)
     assert access_key(refresher) == "ASIA0000000000000001"
     assert stub.calls == [True]
+
+
+def test_a_handler_calling_aws_on_a_failed_first_fetchs_record_is_told_at_once(
+    fake_clock: FakeClock, stub: StubFetch
+) -> None:
+    """The early fetch failed and says so at DEBUG, still holding the fetch: a handler
+    asking for the credentials on that record is told at once, and the job gets the
+    fetch's own error, not a stuck wait."""
+    refresher = Refresher(stub, clock=fake_clock, wait_limit=10)
+    stub.outcomes = [AccessDeniedError("refused")]
+    told: list[str] = []
+
+    class AsksForCredentials(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if threading.current_thread().name != THREAD_NAME:
+                return
+            try:
+                refresher.current()
+            except GitLabOIDCError as error:
+                told.append(str(error))
+
+    handler = AsksForCredentials(logging.DEBUG)
+    refresh_logger = logging.getLogger("gitlab_botocore.refresh")
+    level = refresh_logger.level
+    refresh_logger.addHandler(handler)
+    refresh_logger.setLevel(logging.DEBUG)
+    try:
+        assert refresher.prefetch()
+        with pytest.raises(AccessDeniedError):
+            refresher.current()
+    finally:
+        refresh_logger.removeHandler(handler)
+        refresh_logger.setLevel(level)
+    assert told == [REENTRANT_CALL_MESSAGE]
+    assert stub.calls == [True]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_starts_with_no_fetch_under_way(
+    fake_clock: FakeClock, stub: StubFetch
+) -> None:
+    """Forked while the early fetch runs: the child has neither the lock nor the record of
+    which thread was fetching (a thread of the child may get that thread's ident)."""
+    refresher = Refresher(stub, clock=fake_clock)
+    stub.hold()
+    assert refresher.prefetch()
+    assert stub.entered.acquire(timeout=10)
+
+    def in_child() -> str:
+        stub.release()
+        state = f"fetching={refresher.fetching} thread={refresher._fetching_thread}"
+        keys: list[str] = []
+        worker = threading.Thread(target=lambda: keys.append(access_key(refresher)))
+        worker.start()
+        worker.join(10)
+        return f"{state} keys={keys}"
+
+    try:
+        got = in_forked_child(in_child, hung="the child waited for its parent's fetch")
+    finally:
+        stub.release()
+    assert got == "fetching=False thread=None keys=['ASIA0000000000000002']"
