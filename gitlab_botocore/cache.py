@@ -48,7 +48,6 @@ import os
 import re
 import secrets
 import stat
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any, Callable
@@ -56,6 +55,7 @@ from typing import Any, Callable
 from .backoff import Backoff
 from .exchange import IssuedCredentials
 from .id_token import IdToken
+from .once import Once
 from .redaction import redact_in_logs
 from .refresh import ADVISORY_REFRESH_SECONDS
 from .settings import MAX_DURATION_SECONDS, EnvVar, Settings, sts_inputs
@@ -100,17 +100,7 @@ _UNREADABLE = (OSError, ValueError, KeyError, TypeError, OverflowError, Recursio
 # What open() says when a link (ELOOP; EMLINK on FreeBSD), a directory or a socket sits
 # where the cache expects one of its files.
 _PLANTED_ERRNOS = (errno.ELOOP, errno.EMLINK, errno.EISDIR, errno.ENXIO)
-_warned: set[tuple[str, str]] = set()
-_warned_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    global _warned_lock
-    _warned_lock = threading.Lock()  # a refresh thread of the parent may have held it
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_warned = Once()
 
 
 def cache_key(settings: Settings, token: IdToken) -> str:
@@ -131,11 +121,8 @@ def cache_key(settings: Settings, token: IdToken) -> str:
 
 
 def _warn_once(directory: str, topic: str, message: str, *args: object) -> None:
-    with _warned_lock:
-        if (directory, topic) in _warned:
-            return
-        _warned.add((directory, topic))
-    logger.warning(message, *args)
+    if _warned.first((directory, topic)):
+        logger.warning(message, *args)
 
 
 class _UnsafeDirectoryError(Exception):

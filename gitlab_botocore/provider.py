@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +18,7 @@ from botocore.credentials import CredentialProvider
 from .credentials import CredentialsRegistry, GitLabOIDCCredentials
 from .exceptions import GitLabOIDCError, TokenNotFoundError
 from .exchange import IssuedCredentials, STSExchange, longest_exchange_seconds
+from .once import Once
 from .refresh import Refresher
 from .settings import METHOD, EnvVar, Settings, resolve_for_session
 from .token_source import EnvironmentTokenSource, TokenSource
@@ -200,8 +200,7 @@ def _fetch_through_cache(
     return issued
 
 
-_warned: set[tuple[str, str]] = set()
-_warned_lock = threading.Lock()
+_warned = Once()
 
 
 def _warn_once(kind: str, settings: Settings, message: str, *args: object) -> None:
@@ -210,16 +209,13 @@ def _warn_once(kind: str, settings: Settings, message: str, *args: object) -> No
     Our loggers have no handler of their own, so in a script that configured no logging
     Python's last-resort handler still prints it to stderr.
     """
-    with _warned_lock:
-        first = (kind, settings.role_arn) not in _warned
-        _warned.add((kind, settings.role_arn))
+    first = _warned.first((kind, settings.role_arn))
     logger.log(logging.WARNING if first else logging.DEBUG, message, *args)
 
 
 def forget_warnings() -> None:
     """Warn again, as if in a new process (``uninstall()`` calls it)."""
-    with _warned_lock:
-        _warned.clear()
+    _warned.forget()
 
 
 def _step_aside_without_token(settings: Settings, error: TokenNotFoundError) -> None:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import botocore.session
 from botocore.config import Config
 
+from .once import Once
 from .settings import EnvVar
 
 plain_http_logger = logging.getLogger(f"{__name__}.plain_http")
@@ -74,19 +75,16 @@ _PRIVATE_SESSIONS: weakref.WeakSet[PrivateSession] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
-    # A thread of the parent may have held a lock while it made a client, or warned.
-    global _warned_lock
+    # A thread of the parent may have held a lock while it made a client.
     for private in list(_PRIVATE_SESSIONS):
         private._lock = threading.Lock()
-    _warned_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-_warned_plain_http: set[str] = set()
-_warned_lock = threading.Lock()
+_warned_plain_http = Once()
 
 
 def is_loopback(host: str) -> bool:
@@ -108,10 +106,8 @@ def warn_if_plain_http(endpoint_url: str) -> None:
     if parts.scheme.lower() != "http" or is_loopback(parts.hostname or ""):
         return
     endpoint = f"http://{parts.netloc}"
-    with _warned_lock:
-        if endpoint in _warned_plain_http:
-            return
-        _warned_plain_http.add(endpoint)
+    if not _warned_plain_http.first(endpoint):
+        return
     plain_http_logger.warning(
         "The GitLab ID token is sent to STS at %s over plain HTTP: anyone on the network "
         "path can read it and use it until it expires. Use an https:// endpoint (%s, %s). "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import abc
 import logging
 import os
-import threading
 import warnings
 from collections.abc import Iterable, Mapping
 
@@ -21,20 +20,11 @@ from .exceptions import (
     TokenNotFoundError,
 )
 from .id_token import IdToken
+from .once import Once
 from .settings import STS_AUDIENCE, EnvVar
 
 logger = logging.getLogger(__name__)
-_warned: set[tuple[str | None, tuple[str, ...]]] = set()
-_warned_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    global _warned_lock
-    _warned_lock = threading.Lock()  # a refresh thread of the parent may have held it
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_warned = Once()
 
 
 class TokenSource(abc.ABC):
@@ -164,11 +154,8 @@ class EnvironmentTokenSource(TokenSource):
         name (``GITLAB_OIDC_TOKEN``) for tokens minted for them."""
         if not self.ci_server_url or token.has_audience_in(self.audiences):
             return
-        key = (token.variable, token.audience)
-        with _warned_lock:
-            if key in _warned:
-                return
-            _warned.add(key)
+        if not _warned.first((token.variable, token.audience)):
+            return
         logger.warning(
             "%s holds an ID token for the audience %s, not one of the audiences AWS accepts "
             "from a GitLab setup (%s); it is sent to STS because that variable is named for "

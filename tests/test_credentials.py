@@ -489,9 +489,10 @@ def _module_lock(path: str) -> Callable[[], Any]:
     "lock_path",
     [
         "gitlab_botocore.redaction:_filter._lock",
-        "gitlab_botocore.sts_client:_warned_lock",
-        "gitlab_botocore.token_source:_warned_lock",
-        "gitlab_botocore.cache:_warned_lock",
+        "gitlab_botocore.sts_client:_warned_plain_http._lock",
+        "gitlab_botocore.token_source:_warned._lock",
+        "gitlab_botocore.cache:_warned._lock",
+        "gitlab_botocore.provider:_warned._lock",
     ],
 )
 def test_a_forked_child_gets_the_module_locks_a_fetch_takes_free(lock_path: str) -> None:

@@ -19,6 +19,7 @@ import time_machine
 import gitlab_botocore
 from gitlab_botocore import METHOD, AccessDeniedError, STSError, sts_client
 from gitlab_botocore.exceptions import REENTRANT_CALL_MESSAGE
+from gitlab_botocore.once import Once
 from gitlab_botocore.provider import credentials_registry
 from gitlab_botocore.refresh import THREAD_NAME
 from gitlab_botocore.testing.aws import FakeAWS
@@ -463,7 +464,7 @@ def through_proxy(job: Job, aws: FakeAWS, monkeypatch: pytest.MonkeyPatch) -> Jo
     for name in ("NO_PROXY", "no_proxy", "http_proxy", "HTTPS_PROXY", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", aws.sts.url)
-    monkeypatch.setattr(sts_client, "_warned_plain_http", set())
+    monkeypatch.setattr(sts_client, "_warned_plain_http", Once())
     return job
 
 

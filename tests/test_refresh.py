@@ -96,6 +96,11 @@ class StubFetch:
         )
 
 
+def no_threads(target: Callable[[], None]) -> None:
+    """A thread starter at interpreter shutdown."""
+    raise RuntimeError("can't create new thread at interpreter shutdown")
+
+
 def outage() -> STSUnavailableError:
     return STSUnavailableError("STS answered 503 ServiceUnavailable")
 
@@ -428,9 +433,6 @@ def test_the_background_attempt_is_handed_to_the_thread_starter(
 def test_without_threads_callers_keep_the_current_credentials_and_try_again(
     fake_clock: FakeClock, stub: StubFetch
 ) -> None:
-    def no_threads(target: Callable[[], None]) -> None:
-        raise RuntimeError("can't create new thread at interpreter shutdown")
-
     refresher = Refresher(stub, clock=fake_clock, start_thread=no_threads)
     first = access_key(refresher)
     fake_clock.shift(2750)
@@ -570,9 +572,6 @@ def test_callers_waiting_on_a_failing_prefetch_all_get_its_error(
 def test_without_threads_the_first_caller_fetches_itself(
     fake_clock: FakeClock, stub: StubFetch
 ) -> None:
-    def no_threads(target: Callable[[], None]) -> None:
-        raise RuntimeError("can't create new thread at interpreter shutdown")
-
     refresher = Refresher(stub, clock=fake_clock, start_thread=no_threads)
     assert not refresher.prefetch()
     assert not refresher.fetching
